@@ -1,0 +1,196 @@
+//! File helpers shared by every stage: atomic writes (temp file or folder + rename), gzip-aware text
+//! readers, and JSON / JSON Lines readers whose errors name the file, line and column.
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A sibling temporary path, unique per process, so a crash never leaves a half-written `dest`.
+fn temp_sibling(dest: &Path) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| format!("creating folder {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// A file that appears at its destination only when [`AtomicFile::commit`] is called.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    pub fn create(dest: &Path) -> Result<Self> {
+        ensure_parent(dest)?;
+        let tmp = temp_sibling(dest);
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self { tmp, dest: dest.to_path_buf(), writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        let writer = self.writer.take().expect("writer present until commit");
+        let file = writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.tmp.display()))?;
+        file.sync_all().with_context(|| format!("syncing {}", self.tmp.display()))?;
+        fs::rename(&self.tmp, &self.dest)
+            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.dest.display()))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.as_mut().expect("writer present until commit").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.as_mut().expect("writer present until commit").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(bytes).with_context(|| format!("writing {}", dest.display()))?;
+    f.commit()
+}
+
+/// Writes `value` as pretty JSON to `dest` atomically.
+pub fn write_json<T: Serialize + ?Sized>(dest: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomic(dest, &bytes)
+}
+
+/// A folder filled under a temporary name and moved into place by [`AtomicDir::commit`]; an
+/// existing destination is replaced only then.
+pub struct AtomicDir {
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl AtomicDir {
+    pub fn create(dest: &Path) -> Result<Self> {
+        ensure_parent(dest)?;
+        let tmp = temp_sibling(dest);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self { tmp, dest: dest.to_path_buf(), committed: false })
+    }
+
+    /// Where to write the folder's files before commit.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        if self.dest.exists() {
+            let old = self.dest.with_file_name(format!(
+                ".{}.old-{}",
+                self.dest.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            fs::rename(&self.dest, &old).with_context(|| format!("moving aside {}", self.dest.display()))?;
+            fs::rename(&self.tmp, &self.dest).with_context(|| format!("renaming into {}", self.dest.display()))?;
+            fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+        } else {
+            fs::rename(&self.tmp, &self.dest).with_context(|| format!("renaming into {}", self.dest.display()))?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Opens a text file for buffered reading, decompressing it when its name ends in `.gz`.
+pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+}
+
+/// Reads a whole JSON file; parse errors name the file, line and column.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line(), e.column(), e)
+    })
+}
+
+/// Iterates over a JSON Lines file, yielding `(line_number, value)`; blank lines are skipped and any
+/// parse error names the file, line and column.
+pub struct JsonLines<T> {
+    path: PathBuf,
+    reader: Box<dyn BufRead>,
+    line_no: usize,
+    buf: String,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> JsonLines<T> {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self { path: path.to_path_buf(), reader: open_text(path)?, line_no: 0, buf: String::new(), _t: Default::default() })
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for JsonLines<T> {
+    type Item = Result<(usize, T)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            self.line_no += 1;
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) if self.buf.trim().is_empty() => continue,
+                Ok(_) => {
+                    return Some(serde_json::from_str(&self.buf).map(|v| (self.line_no, v)).map_err(|e| {
+                        anyhow::anyhow!("{}:{}:{}: {}", self.path.display(), self.line_no, e.column(), e)
+                    }))
+                }
+                Err(e) => return Some(Err(anyhow::anyhow!("{}:{}: read error: {e}", self.path.display(), self.line_no))),
+            }
+        }
+    }
+}
+
+/// Reads every line of a JSON Lines file.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    JsonLines::open(path)?.map(|r| r.map(|(_, v)| v)).collect()
+}
+
+/// Fails with a message naming `path` unless it exists.
+pub fn require_file(path: &Path, what: &str) -> Result<()> {
+    if !path.is_file() {
+        bail!("{} not found: expected {what}", path.display());
+    }
+    Ok(())
+}

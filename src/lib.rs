@@ -1,0 +1,17 @@
+//! `leader`: LEADER medication recommendation (Liu et al., arXiv 2402.02803) in Rust.
+//!
+//! Stages, one module each: [`data`] (synthetic cohort, MIMIC readers, vocabularies, prompts,
+//! records), [`teacher`] (LLaMA + LoRA + classification head), [`student`] (the distilled ID model),
+//! [`eval`] (metrics and reports), [`demo`] (the whole pipeline). [`nn`] holds the training machinery
+//! the two models share.
+
+pub mod config;
+pub mod data;
+pub mod demo;
+pub mod eval;
+pub mod io;
+pub mod nn;
+pub mod predict;
+pub mod progress;
+pub mod student;
+pub mod teacher;

@@ -1,0 +1,56 @@
+//! The `leader` command line: parses arguments and dispatches to the stage modules.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use leader::{data, demo, eval, predict, progress, student, teacher};
+
+#[derive(Parser)]
+#[command(name = "leader", version, about = "LEADER medication recommendation: LLaMA teacher, distilled student, MIMIC tools")]
+struct Cli {
+    /// Hide progress bars and status lines.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic MIMIC-shaped cohort (the embedded default data set).
+    Synth(data::synth::SynthArgs),
+    /// Turn MIMIC-III/IV tables into model-ready records, vocabularies and statistics.
+    Preprocess(data::preprocess::PreprocessArgs),
+    /// Write a random LLaMA in Hugging Face layout with a trained tokenizer.
+    InitModel(teacher::init_model::InitModelArgs),
+    /// Fine-tune the teacher (LLaMA + LoRA + classification head).
+    TrainTeacher(teacher::train::TrainTeacherArgs),
+    /// Export the teacher's pooled hidden states (the student's teacher cache).
+    ExportHidden(teacher::export::ExportHiddenArgs),
+    /// Train the student without a teacher (the "w/o KD" ablation).
+    TrainStudent(student::train::TrainStudentArgs),
+    /// Train the student with knowledge distillation from the teacher.
+    Distill(student::train::DistillArgs),
+    /// Score records with a trained student or teacher.
+    Predict(predict::PredictArgs),
+    /// Compute metrics of a predictions file, or compare metric files.
+    Eval(eval::command::EvalArgs),
+    /// Run the whole pipeline on the synthetic cohort and write a report.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    progress::set_quiet(cli.quiet);
+    match &cli.command {
+        Command::Synth(a) => data::synth::run(a),
+        Command::Preprocess(a) => data::preprocess::run(a),
+        Command::InitModel(a) => teacher::init_model::run(a),
+        Command::TrainTeacher(a) => teacher::train::run(a),
+        Command::ExportHidden(a) => teacher::export::run(a),
+        Command::TrainStudent(a) => student::train::run_train_student(a),
+        Command::Distill(a) => student::train::run_distill(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Eval(a) => eval::command::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}

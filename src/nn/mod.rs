@@ -1,0 +1,8 @@
+//! Training machinery shared by the student and the teacher: seeded randomness (candle's CPU RNG
+//! cannot be seeded), seeded parameter initialisation, AdamW with saveable state, and a finite-difference
+//! gradient check that guards against candle ops without a backward pass.
+
+pub mod adamw;
+pub mod gradcheck;
+pub mod params;
+pub mod rng;
