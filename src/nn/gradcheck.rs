@@ -34,7 +34,7 @@ pub fn check(vars: &[(String, Var)], loss_fn: impl Fn() -> Result<Tensor>, eps: 
         let stride = (n / entries_per_var.max(1)).max(1);
         let mut report = GradReport { name: name.clone(), max_abs_err: 0.0, max_rel_err: 0.0, max_analytic: 0.0 };
         for idx in (0..n).step_by(stride).take(entries_per_var) {
-            let mut eval_at = |delta: f64| -> Result<f64> {
+            let eval_at = |delta: f64| -> Result<f64> {
                 let mut values = original.clone();
                 values[idx] += delta;
                 var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;

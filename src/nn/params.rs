@@ -7,9 +7,8 @@ use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::init::NormalOrUniform;
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
-use std::sync::Arc;
 
-/// A `VarMap` whose missing variables are initialised from a seeded stream.
+/// A `VarMap` whose missing variables are initialised from a seeded stream. Clones share the variables.
 #[derive(Clone)]
 pub struct SeededVarMap {
     map: VarMap,
@@ -26,7 +25,7 @@ impl SeededVarMap {
     }
 
     pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(Arc::new(self.clone())), dtype, device.clone())
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
 
     /// All variables sorted by name (a stable order for optimisers and checkpoints).
@@ -57,7 +56,7 @@ impl SeededVarMap {
     }
 }
 
-impl SimpleBackend for Arc<SeededVarMap> {
+impl SimpleBackend for SeededVarMap {
     fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, device: &Device) -> Result<Tensor> {
         let mut data = self.map.data().lock().expect("var map lock");
         if let Some(var) = data.get(name) {
