@@ -1,5 +1,7 @@
 //! `leader demo` (not yet implemented).
 
+pub mod plot;
+
 use anyhow::{bail, Result};
 use clap::Args;
 
