@@ -317,6 +317,8 @@ fn resumed_training_is_bit_identical() {
     assert_eq!(train_teacher(&first).unwrap().steps, 3);
     let again = TrainTeacherArgs { resume: true, ..train_args(&data, &model, &split, 5, &sets) };
     assert_eq!(train_teacher(&again).unwrap().steps, 5);
+    let best_meta = |dir: &Path| std::fs::read_to_string(dir.join("best/teacher.json")).unwrap();
+    assert_eq!(best_meta(&straight), best_meta(&split));
     for file in ["last/adapter_model.safetensors", "last/head.safetensors", "last/optimizer.safetensors", "best/adapter_model.safetensors"] {
         let a = candle_core::safetensors::load(straight.join(file), &Device::Cpu).unwrap();
         let b = candle_core::safetensors::load(split.join(file), &Device::Cpu).unwrap();

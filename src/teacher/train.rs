@@ -244,8 +244,18 @@ fn validate(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
     step: u64,
+    /// For reading; `best_prauc_bits` is what a resumed run compares against.
     best_prauc: Option<f64>,
+    /// The exact bits of `best_prauc`: serde_json's float parsing may be off by one ulp, which would
+    /// let a resumed run pick a different best checkpoint on a tie.
+    best_prauc_bits: Option<u64>,
     best_step: Option<u64>,
+}
+
+impl RunState {
+    fn best(&self) -> Option<f64> {
+        self.best_prauc_bits.map(f64::from_bits)
+    }
 }
 
 /// What a finished (or stopped) run reports.
@@ -300,7 +310,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         (state, log)
     } else {
         ensure!(!last_dir(out).exists(), "{} already holds a run: use --resume, or another --out", out.display());
-        (RunState { step: 0, best_prauc: None, best_step: None }, vec![])
+        (RunState { step: 0, best_prauc: None, best_prauc_bits: None, best_step: None }, vec![])
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     crate::config::save(&cfg, &out.join("config.toml"))?;
@@ -354,8 +364,9 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
             let prauc = validate(&model, &valid, cfg.train.eval_batch)?;
             log.push(serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}));
             bar.println(format!("step {}: valid PRAUC {prauc:.4}", state.step));
-            if state.best_prauc.is_none_or(|b| prauc > b) {
+            if state.best().is_none_or(|b| prauc > b) {
                 state.best_prauc = Some(prauc);
+                state.best_prauc_bits = Some(prauc.to_bits());
                 state.best_step = Some(state.step);
                 let dir = AtomicDir::create(&best_dir(out))?;
                 peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc)))?;
@@ -365,7 +376,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         let stopping = args.stop_after_steps.is_some_and(|n| steps_this_run >= n);
         if state.step % t.checkpoint_every == 0 || at_end || stopping {
             let dir = AtomicDir::create(&last_dir(out))?;
-            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best_prauc))?;
+            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
             candle_core::safetensors::save(&opt.state()?, dir.path().join("optimizer.safetensors"))?;
             crate::io::write_json(&dir.path().join("state.json"), &state)?;
             dir.commit()?;
@@ -376,7 +387,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         }
     }
     bar.finish_and_clear();
-    Ok(TrainSummary { steps: state.step, best_prauc: state.best_prauc, best_step: state.best_step })
+    Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
 }
 
 fn write_log(path: &Path, log: &[serde_json::Value]) -> Result<()> {
