@@ -1,35 +1,41 @@
 //! The teacher on tiny random LLaMAs: gradients, padding, checkpoints, training, prediction, export.
 
 use candle_core::{DType, Device, Tensor};
+use leader::config::ConfigArgs;
 use leader::data::record::{Record, Visit};
 use leader::data::vocab::{CodeEntry, Vocab};
+use leader::eval::metrics::average_precision;
+use leader::eval::predictions::Prediction;
 use leader::nn::gradcheck;
 use leader::nn::rng::TensorRng;
+use leader::predict::{PredictArgs, PredictFormat};
+use leader::teacher::cache::TeacherCache;
+use leader::teacher::export::{export_hidden, ExportHiddenArgs};
 use leader::teacher::grads::loss_and_grads;
 use leader::teacher::init_model::{init_model, InitModelArgs};
 use leader::teacher::lora::{DropoutKey, LoraConfig, Pass, TARGET_MODULES};
 use leader::teacher::model::TeacherModel;
 use leader::teacher::peft::{self, TeacherMeta};
+use leader::teacher::train::{train_teacher, TrainTeacherArgs};
 use leader::teacher::weights::BaseModel;
 use leader::teacher::Teacher;
-use leader::config::ConfigArgs;
-use leader::eval::metrics::average_precision;
-use leader::eval::predictions::Prediction;
-use leader::predict::{PredictArgs, PredictFormat};
-use leader::teacher::cache::TeacherCache;
-use leader::teacher::export::{export_hidden, ExportHiddenArgs};
-use leader::teacher::train::{train_teacher, TrainTeacherArgs};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 const CONDITIONS: [&str; 8] = ["asthma", "gout", "migraine", "psoriasis", "anemia", "epilepsy", "glaucoma", "insomnia"];
 
 fn lora() -> LoraConfig {
-    LoraConfig { r: 4, alpha: 16.0, dropout: 0.1, target_modules: TARGET_MODULES.iter().map(|s| s.to_string()).collect() }
+    LoraConfig {
+        r: 4,
+        alpha: 16.0,
+        dropout: 0.1,
+        target_modules: TARGET_MODULES.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn vocab() -> Vocab {
-    let meds = (0..CONDITIONS.len()).map(|i| CodeEntry { code: format!("M{i:02}"), name: format!("drug {i}") }).collect();
+    let meds =
+        (0..CONDITIONS.len()).map(|i| CodeEntry { code: format!("M{i:02}"), name: format!("drug {i}") }).collect();
     Vocab { medications: meds, diagnoses: vec![], procedures: vec![], profile: BTreeMap::new() }
 }
 
@@ -69,7 +75,13 @@ fn data_folder(dir: &Path, n_train: usize, n_valid: usize) {
 }
 
 fn tiny_model(dir: &Path, data: Option<&Path>) {
-    let args = InitModelArgs { shape: "tiny".into(), out: dir.to_path_buf(), seed: 7, data: data.map(Path::to_path_buf), tokenizer_vocab: 400 };
+    let args = InitModelArgs {
+        shape: "tiny".into(),
+        out: dir.to_path_buf(),
+        seed: 7,
+        data: data.map(Path::to_path_buf),
+        tokenizer_vocab: 400,
+    };
     init_model(&args).unwrap();
 }
 
@@ -84,7 +96,14 @@ fn randomise_adapters(model: &TeacherModel, seed: u64) {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 const PROMPTS: [&str; 3] = [
@@ -103,7 +122,7 @@ fn gradients_of_lora_and_head_match_finite_differences() {
     let vars = model.trainable();
     // 2 layers x 7 modules x (A, B) + the head.
     assert_eq!(vars.len(), 2 * 7 * 2 + 1);
-    let loss = || Ok(model.loss(&model.llama.pooled(&batch, Pass::train(None))?, &labels)?);
+    let loss = || model.loss(&model.llama.pooled(&batch, Pass::train(None))?, &labels);
     let reports = gradcheck::check(&vars, loss, 1e-5, 3).unwrap();
     gradcheck::assert_close(&reports, 1e-5).unwrap();
 }
@@ -186,7 +205,9 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
     let renamed: std::collections::HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
         .unwrap()
         .into_iter()
-        .map(|(k, v)| (k.replace("base_model.model.", "base_model.model.model.").replace(".weight", ".default.weight"), v))
+        .map(|(k, v)| {
+            (k.replace("base_model.model.", "base_model.model.model.").replace(".weight", ".default.weight"), v)
+        })
         .collect();
     assert!(renamed.keys().all(|k| k.starts_with("base_model.model.model.layers.")));
     candle_core::safetensors::save(&renamed, &path).unwrap();
@@ -239,7 +260,13 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
     let (data, model, run) = (tmp.path().join("data"), tmp.path().join("base"), tmp.path().join("run"));
     data_folder(&data, 256, 64);
     tiny_model(&model, Some(&data));
-    let sets = ["train.micro_batch=8", "train.grad_accum=1", "train.lr=5e-3", "train.eval_every=100", "train.checkpoint_every=100"];
+    let sets = [
+        "train.micro_batch=8",
+        "train.grad_accum=1",
+        "train.lr=5e-3",
+        "train.eval_every=100",
+        "train.checkpoint_every=100",
+    ];
     let summary = train_teacher(&train_args(&data, &model, &run, 300, &sets)).unwrap();
 
     // The frequency baseline: every record gets each medication's training-set frequency.
@@ -251,6 +278,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         .collect();
     let baseline = prauc_of(&valid, &vec![freq; valid.len()]);
     let best = summary.best_prauc.unwrap();
+    eprintln!("valid PRAUC: teacher {best:.4}, frequency baseline {baseline:.4}");
     assert!(best > baseline + 0.1, "teacher PRAUC {best} vs frequency baseline {baseline}");
 
     // predict: the best checkpoint's probabilities, whose PRAUC is the one validation recorded.
@@ -269,7 +297,10 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
     };
     leader::predict::run(&pargs).unwrap();
     let preds: Vec<Prediction> = leader::io::read_jsonl(&pred_out).unwrap();
-    assert_eq!(preds.iter().map(|p| p.subject_id).collect::<Vec<_>>(), valid.iter().map(|r| r.subject_id).collect::<Vec<_>>());
+    assert_eq!(
+        preds.iter().map(|p| p.subject_id).collect::<Vec<_>>(),
+        valid.iter().map(|r| r.subject_id).collect::<Vec<_>>()
+    );
     let probs: Vec<Vec<f32>> = preds.into_iter().map(|p| p.probabilities).collect();
     assert!((prauc_of(&valid, &probs) - best).abs() < 1e-6);
     let sidecar = std::fs::read_to_string(leader::config::sidecar_path(&pred_out)).unwrap();
@@ -310,7 +341,13 @@ fn resumed_training_is_bit_identical() {
     let (data, model) = (tmp.path().join("data"), tmp.path().join("base"));
     data_folder(&data, 24, 6);
     tiny_model(&model, None);
-    let sets = ["train.micro_batch=4", "train.grad_accum=2", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1"];
+    let sets = [
+        "train.micro_batch=4",
+        "train.grad_accum=2",
+        "train.eval_every=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+    ];
     let (straight, split) = (tmp.path().join("straight"), tmp.path().join("split"));
     train_teacher(&train_args(&data, &model, &straight, 5, &sets)).unwrap();
     let first = TrainTeacherArgs { stop_after_steps: Some(3), ..train_args(&data, &model, &split, 5, &sets) };
@@ -319,13 +356,21 @@ fn resumed_training_is_bit_identical() {
     assert_eq!(train_teacher(&again).unwrap().steps, 5);
     let best_meta = |dir: &Path| std::fs::read_to_string(dir.join("best/teacher.json")).unwrap();
     assert_eq!(best_meta(&straight), best_meta(&split));
-    for file in ["last/adapter_model.safetensors", "last/head.safetensors", "last/optimizer.safetensors", "best/adapter_model.safetensors"] {
+    for file in [
+        "last/adapter_model.safetensors",
+        "last/head.safetensors",
+        "last/optimizer.safetensors",
+        "best/adapter_model.safetensors",
+    ] {
         let a = candle_core::safetensors::load(straight.join(file), &Device::Cpu).unwrap();
         let b = candle_core::safetensors::load(split.join(file), &Device::Cpu).unwrap();
         assert_eq!(a.len(), b.len());
         for (k, t) in &a {
-            assert_eq!(t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
-                b[k].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(), "{file}: {k}");
+            assert_eq!(
+                t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                b[k].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                "{file}: {k}"
+            );
         }
     }
     let log = |dir: &Path| -> Vec<serde_json::Value> {

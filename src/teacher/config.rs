@@ -98,13 +98,13 @@ impl LlamaConfig {
 
     pub fn validate(&self) -> Result<()> {
         let (h, kv) = (self.num_attention_heads, self.num_kv_heads());
-        if h == 0 || kv == 0 || h % kv != 0 {
+        if h == 0 || kv == 0 || !h.is_multiple_of(kv) {
             bail!("num_attention_heads {h} must be a positive multiple of num_key_value_heads {kv}");
         }
-        if self.head_dim.is_none() && self.hidden_size % h != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(h) {
             bail!("hidden_size {} is not divisible by num_attention_heads {h}", self.hidden_size);
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             bail!("head dimension {} must be even for RoPE", self.head_dim());
         }
         if let Some(s) = &self.rope_scaling {

@@ -9,7 +9,11 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         other => match other.strip_prefix("cuda").map(|rest| rest.strip_prefix(':').unwrap_or(rest)) {
             Some(ordinal) => {
-                let ordinal = if ordinal.is_empty() { 0 } else { ordinal.parse().map_err(|_| anyhow::anyhow!("bad device {other:?}"))? };
+                let ordinal = if ordinal.is_empty() {
+                    0
+                } else {
+                    ordinal.parse().map_err(|_| anyhow::anyhow!("bad device {other:?}"))?
+                };
                 cuda(ordinal)
             }
             None => bail!("unknown device {other:?}: expected cpu, cuda or cuda:N"),

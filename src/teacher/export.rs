@@ -3,9 +3,9 @@
 //! `--save-input-ids` also stores the exact token ids fed to the model, so the forward pass can be
 //! replayed elsewhere (scripts/hf_parity.py compares against `transformers`).
 
+use super::cache::TeacherCache;
 use super::device::{parse_device, parse_dtype};
 use super::run::Teacher;
-use super::cache::TeacherCache;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use anyhow::{ensure, Result};
@@ -64,7 +64,8 @@ pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
     }
     bar.finish_and_clear();
     let h = teacher.model.hidden_size();
-    let hidden = if hidden.is_empty() { Tensor::zeros((0, h), DType::F32, &Device::Cpu)? } else { Tensor::cat(&hidden, 0)? };
+    let hidden =
+        if hidden.is_empty() { Tensor::zeros((0, h), DType::F32, &Device::Cpu)? } else { Tensor::cat(&hidden, 0)? };
     let input_ids = args.save_input_ids.then(|| padded_ids(&ids)).transpose()?;
     let cache = TeacherCache { subject_ids: records.iter().map(|r| r.subject_id).collect(), hidden, input_ids };
     cache.save(&args.out, if args.f16 { DType::F16 } else { DType::F32 })?;
@@ -75,7 +76,8 @@ pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
 /// [n, T] i64, right-padded with -1.
 fn padded_ids(rows: &[Vec<u32>]) -> Result<Tensor> {
     let t = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&i| i as i64).chain(std::iter::repeat_n(-1, t - r.len()))).collect();
+    let flat: Vec<i64> =
+        rows.iter().flat_map(|r| r.iter().map(|&i| i as i64).chain(std::iter::repeat_n(-1, t - r.len()))).collect();
     Ok(Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?)
 }
 

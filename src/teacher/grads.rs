@@ -28,7 +28,14 @@ pub fn accumulate(into: &mut GradStore, from: &GradStore, vars: &[(String, Var)]
 
 /// The loss of one micro-batch (unscaled, as f64) and the gradients of `scale · loss` with respect
 /// to the model's trainable variables only.
-pub fn loss_and_grads(model: &TeacherModel, batch: &Batch, labels: &Tensor, pass: Pass, scale: f64, checkpoint: bool) -> Result<(f64, GradStore)> {
+pub fn loss_and_grads(
+    model: &TeacherModel,
+    batch: &Batch,
+    labels: &Tensor,
+    pass: Pass,
+    scale: f64,
+    checkpoint: bool,
+) -> Result<(f64, GradStore)> {
     let vars = model.trainable();
     let mut out = GradStore::default();
     if !checkpoint {

@@ -30,10 +30,14 @@ impl Batch {
             candle_core::bail!("every row of a batch needs at least one token");
         }
         if t > model.cfg.max_position_embeddings {
-            candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings {}", model.cfg.max_position_embeddings);
+            candle_core::bail!(
+                "sequence of {t} tokens exceeds max_position_embeddings {}",
+                model.cfg.max_position_embeddings
+            );
         }
         let b = rows.len();
-        let ids: Vec<u32> = rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(pad_id, t - r.len()))).collect();
+        let ids: Vec<u32> =
+            rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(pad_id, t - r.len()))).collect();
         let mut mask = vec![0f32; b * t * t];
         for (row, r) in rows.iter().enumerate() {
             for i in 0..t {
@@ -86,7 +90,8 @@ fn rope(x: &Tensor, batch: &Batch, pass: Pass) -> Result<Tensor> {
 fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
     let dtype = x.dtype();
     let x32 = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
-    let p = if pass.train { candle_nn::ops::softmax(&x32, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&x32)? };
+    let p =
+        if pass.train { candle_nn::ops::softmax(&x32, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&x32)? };
     p.to_dtype(dtype)
 }
 
@@ -170,10 +175,12 @@ impl Llama {
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let (b, lo) = (base.pp(format!("layers.{l}")), lora.as_ref().map(|(vb, c)| (vb.pp(format!("layers.{l}")), *c)));
+            let (b, lo) =
+                (base.pp(format!("layers.{l}")), lora.as_ref().map(|(vb, c)| (vb.pp(format!("layers.{l}")), *c)));
             let proj = |group: &str, name: &str, inp: usize, out: usize| {
                 let targeted = lo.as_ref().filter(|(_, c)| c.target_modules.iter().any(|m| m == name));
-                let id = (l * TARGET_MODULES.len() + TARGET_MODULES.iter().position(|m| *m == name).unwrap_or(0)) as u64;
+                let id =
+                    (l * TARGET_MODULES.len() + TARGET_MODULES.iter().position(|m| *m == name).unwrap_or(0)) as u64;
                 LoraLinear::new(b.pp(group).pp(name), targeted.map(|(vb, c)| (vb.pp(group).pp(name), *c)), inp, out, id)
             };
             layers.push(Layer {
@@ -188,7 +195,11 @@ impl Llama {
                     head_dim: hd,
                 },
                 post_norm: b.pp("post_attention_layernorm").get(h, "weight")?,
-                mlp: Mlp { gate: proj("mlp", "gate_proj", h, i)?, up: proj("mlp", "up_proj", h, i)?, down: proj("mlp", "down_proj", i, h)? },
+                mlp: Mlp {
+                    gate: proj("mlp", "gate_proj", h, i)?,
+                    up: proj("mlp", "up_proj", h, i)?,
+                    down: proj("mlp", "down_proj", i, h)?,
+                },
                 eps: cfg.rms_norm_eps,
             });
         }

@@ -84,12 +84,22 @@ pub struct LoraLinear {
 impl LoraLinear {
     /// `base` holds the frozen `weight` [out, in]; `lora` (if this module is targeted) is where
     /// `lora_A.weight` [r, in] and `lora_B.weight` [out, r] are created or found.
-    pub fn new(base: VarBuilder, lora: Option<(VarBuilder, &LoraConfig)>, in_dim: usize, out_dim: usize, id: u64) -> Result<Self> {
+    pub fn new(
+        base: VarBuilder,
+        lora: Option<(VarBuilder, &LoraConfig)>,
+        in_dim: usize,
+        out_dim: usize,
+        id: u64,
+    ) -> Result<Self> {
         let weight = base.get((out_dim, in_dim), "weight")?;
         let adapter = match lora {
             Some((vb, cfg)) => {
                 let bound = 1.0 / (in_dim as f64).sqrt();
-                let a = vb.pp("lora_A").get_with_hints((cfg.r, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
+                let a = vb.pp("lora_A").get_with_hints(
+                    (cfg.r, in_dim),
+                    "weight",
+                    Init::Uniform { lo: -bound, up: bound },
+                )?;
                 let b = vb.pp("lora_B").get_with_hints((out_dim, cfg.r), "weight", Init::Const(0.0))?;
                 Some(Adapter { a, b, scale: cfg.alpha / cfg.r as f64, dropout: cfg.dropout })
             }

@@ -47,7 +47,11 @@ impl TeacherModel {
         let params = SeededVarMap::new(seed);
         let pvb = params.var_builder(trainable_dtype(dtype), device);
         let llama = Llama::new(base.var_builder(dtype, device)?, Some((pvb.clone(), lora)), &base.config)?;
-        let head = pvb.get_with_hints((num_medications, base.config.hidden_size), HEAD, Init::Randn { mean: 0.0, stdev: 0.02 })?;
+        let head = pvb.get_with_hints(
+            (num_medications, base.config.hidden_size),
+            HEAD,
+            Init::Randn { mean: 0.0, stdev: 0.02 },
+        )?;
         Ok(Self { llama, head, params, tokenizer: base.prompt_tokenizer(max_tokens)? })
     }
 

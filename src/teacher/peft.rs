@@ -37,7 +37,12 @@ pub struct AdapterConfig {
 
 impl AdapterConfig {
     pub fn lora(&self) -> LoraConfig {
-        LoraConfig { r: self.r, alpha: self.lora_alpha, dropout: self.lora_dropout, target_modules: self.target_modules.clone() }
+        LoraConfig {
+            r: self.r,
+            alpha: self.lora_alpha,
+            dropout: self.lora_dropout,
+            target_modules: self.target_modules.clone(),
+        }
     }
 }
 
@@ -113,7 +118,8 @@ pub fn load_into(dir: &Path, model: &TeacherModel) -> Result<()> {
         if file == "head.safetensors" && !path.exists() {
             continue;
         }
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).with_context(|| format!("reading {}", path.display()))?;
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+            .with_context(|| format!("reading {}", path.display()))?;
         for (key, t) in tensors {
             let Some(name) = our_name(&key) else { bail!("{}: unexpected tensor {key:?}", path.display()) };
             found.insert(name, (format!("{}:{key}", path.display()), t));

@@ -31,8 +31,12 @@ impl Teacher {
     /// Loads `RUN/best` (or `run_dir` itself when it is a checkpoint folder) onto `device`, with the
     /// frozen base in `dtype`.
     pub fn load(run_dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        let dir = if best_dir(run_dir).join("teacher.json").exists() { best_dir(run_dir) } else { run_dir.to_path_buf() };
-        crate::io::require_file(&dir.join("teacher.json"), "a teacher checkpoint (train-teacher writes RUN/best/teacher.json)")?;
+        let dir =
+            if best_dir(run_dir).join("teacher.json").exists() { best_dir(run_dir) } else { run_dir.to_path_buf() };
+        crate::io::require_file(
+            &dir.join("teacher.json"),
+            "a teacher checkpoint (train-teacher writes RUN/best/teacher.json)",
+        )?;
         let meta: TeacherMeta = crate::io::read_json(&dir.join("teacher.json"))?;
         let vocab = Vocab::load(&dir.join("vocab.json"))?;
         let lora = peft::read_adapter_config(&dir)?.lora();

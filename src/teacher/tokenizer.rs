@@ -36,7 +36,12 @@ impl PromptTokenizer {
             .and_then(|t| t.first())
             .or_else(|| special(&tokenizer, &["</s>", "<|end_of_text|>", "<|endoftext|>"]))
             .context("no EOS token: config.json has no eos_token_id and the tokenizer no </s>")?;
-        let pad_id = cfg.pad_token_id.as_ref().and_then(|t| t.first()).or_else(|| special(&tokenizer, &["<unk>", "<pad>"])).unwrap_or(eos_id);
+        let pad_id = cfg
+            .pad_token_id
+            .as_ref()
+            .and_then(|t| t.first())
+            .or_else(|| special(&tokenizer, &["<unk>", "<pad>"]))
+            .unwrap_or(eos_id);
         anyhow::ensure!(max_tokens >= 2, "max_tokens must be at least 2 (one prompt token and the EOS)");
         Ok(Self { tokenizer, eos_id, pad_id, max_tokens })
     }

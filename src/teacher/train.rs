@@ -158,8 +158,14 @@ impl TrainTeacherArgs {
         }
         t.checkpoint_layers |= self.checkpoint_layers;
         ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
-        ensure!(t.micro_batch > 0 && t.grad_accum > 0 && t.max_steps > 0, "micro_batch, grad_accum and max_steps must be positive");
-        ensure!(t.eval_every > 0 && t.checkpoint_every > 0 && t.log_every > 0, "eval_every, checkpoint_every and log_every must be positive");
+        ensure!(
+            t.micro_batch > 0 && t.grad_accum > 0 && t.max_steps > 0,
+            "micro_batch, grad_accum and max_steps must be positive"
+        );
+        ensure!(
+            t.eval_every > 0 && t.checkpoint_every > 0 && t.log_every > 0,
+            "eval_every, checkpoint_every and log_every must be positive"
+        );
         Ok(cfg)
     }
 }
@@ -182,7 +188,11 @@ impl Examples {
         for (row, r) in records.iter().enumerate() {
             let ids = r.labels.iter().map(|c| {
                 index.get(c.as_str()).copied().with_context(|| {
-                    format!("record {} (subject {}): label {c:?} is not in vocab.json's medications", row + 1, r.subject_id)
+                    format!(
+                        "record {} (subject {}): label {c:?} is not in vocab.json's medications",
+                        row + 1,
+                        r.subject_id
+                    )
                 })
             });
             labels.push(ids.collect::<Result<Vec<_>>>()?);
@@ -285,7 +295,9 @@ fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
 /// Trains a teacher as `args` say; the library entry point behind `leader train-teacher`.
 pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
     let Setup { cfg, device, dtype, base } = setup(args)?;
-    let (Some(data), Some(out)) = (&args.data, &args.out) else { bail!("give --data DIR and --out RUN (or --bench-steps N)") };
+    let (Some(data), Some(out)) = (&args.data, &args.out) else {
+        bail!("give --data DIR and --out RUN (or --bench-steps N)")
+    };
     let vocab = Vocab::load(&data.join("vocab.json"))?;
     let train = Examples::read(&data.join("train.jsonl"), &vocab)?;
     let valid = Examples::read(&data.join("valid.jsonl"), &vocab)?;
@@ -302,10 +314,13 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         crate::io::require_file(&last.join("state.json"), "a checkpoint to resume (RUN/last/state.json)")?;
         peft::load_into(&last, &model)?;
         let opt_path = last.join("optimizer.safetensors");
-        opt.load_state(&candle_core::safetensors::load(&opt_path, &device).with_context(|| opt_path.display().to_string())?)?;
+        opt.load_state(
+            &candle_core::safetensors::load(&opt_path, &device).with_context(|| opt_path.display().to_string())?,
+        )?;
         let state: RunState = crate::io::read_json(&last.join("state.json"))?;
         let log: Vec<serde_json::Value> = if log_path.exists() { crate::io::read_jsonl(&log_path)? } else { vec![] };
-        let log: Vec<serde_json::Value> = log.into_iter().filter(|e| e["step"].as_u64().is_some_and(|s| s <= state.step)).collect();
+        let log: Vec<serde_json::Value> =
+            log.into_iter().filter(|e| e["step"].as_u64().is_some_and(|s| s <= state.step)).collect();
         crate::progress::say(format!("train-teacher: resuming {} at step {}", out.display(), state.step));
         (state, log)
     } else {
@@ -414,8 +429,9 @@ pub fn bench(args: &TrainTeacherArgs, steps: u64) -> Result<serde_json::Value> {
     for step in 0..=steps {
         let began = Instant::now();
         for micro in 0..t.grad_accum {
-            let rows: Vec<Vec<u32>> =
-                (0..t.micro_batch).map(|_| (0..args.bench_seq_len).map(|_| 3 + rng.below(vocab - 3) as u32).collect()).collect();
+            let rows: Vec<Vec<u32>> = (0..t.micro_batch)
+                .map(|_| (0..args.bench_seq_len).map(|_| 3 + rng.below(vocab - 3) as u32).collect())
+                .collect();
             let batch = super::llama::Batch::new(&model.llama, &rows, model.tokenizer.pad_id, dtype, &device)?;
             if args.bench_forward_only {
                 model.llama.pooled(&batch, Pass::frozen())?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
@@ -452,7 +468,8 @@ pub fn run(args: &TrainTeacherArgs) -> Result<()> {
         return Ok(());
     }
     let summary = train_teacher(args)?;
-    let best = summary.best_prauc.map_or("none".to_string(), |p| format!("{p:.4} at step {}", summary.best_step.unwrap_or(0)));
+    let best =
+        summary.best_prauc.map_or("none".to_string(), |p| format!("{p:.4} at step {}", summary.best_step.unwrap_or(0)));
     crate::progress::say(format!("train-teacher: {} steps, best valid PRAUC {best}", summary.steps));
     Ok(())
 }

@@ -33,10 +33,15 @@ impl BaseModel {
         if let Some(shape) = model.strip_prefix("random:") {
             let tokenizer = super::init_model::train_tokenizer(super::init_model::builtin_corpus(), 2000)?;
             let vocab = tokenizer.get_vocab_size(true).max(if shape == "tiny" { 0 } else { 32000 });
-            return Ok(Self { config: LlamaConfig::shape(shape, vocab)?, tokenizer, weight_files: vec![], random_seed: Some(seed) });
+            return Ok(Self {
+                config: LlamaConfig::shape(shape, vocab)?,
+                tokenizer,
+                weight_files: vec![],
+                random_seed: Some(seed),
+            });
         }
         let dir = PathBuf::from(model);
-        let fetch: Box<dyn Fn(&str) -> Result<PathBuf>> = if dir.is_dir() {
+        let fetch: Fetch = if dir.is_dir() {
             Box::new(move |name: &str| {
                 let p = dir.join(name);
                 crate::io::require_file(&p, &format!("{name} of the model folder"))?;
@@ -50,11 +55,12 @@ impl BaseModel {
         let weight_files = match fetch("model.safetensors.index.json") {
             Ok(index) => {
                 let json: serde_json::Value = crate::io::read_json(&index)?;
-                let map = json["weight_map"].as_object().with_context(|| format!("{}: no weight_map", index.display()))?;
+                let map =
+                    json["weight_map"].as_object().with_context(|| format!("{}: no weight_map", index.display()))?;
                 let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
                 shards.sort_unstable();
                 shards.dedup();
-                shards.into_iter().map(|s| fetch(s)).collect::<Result<Vec<_>>>()?
+                shards.into_iter().map(&fetch).collect::<Result<Vec<_>>>()?
             }
             Err(_) => vec![fetch("model.safetensors").context("no model.safetensors or model.safetensors.index.json")?],
         };
@@ -79,23 +85,36 @@ impl BaseModel {
         } else if vb.contains_tensor("embed_tokens.weight") {
             Ok(vb)
         } else {
-            bail!("{:?}: no model.embed_tokens.weight or embed_tokens.weight: not a LLaMA checkpoint", self.weight_files)
+            bail!(
+                "{:?}: no model.embed_tokens.weight or embed_tokens.weight: not a LLaMA checkpoint",
+                self.weight_files
+            )
         }
     }
 }
 
+/// Finds one file of a model by name.
+type Fetch = Box<dyn Fn(&str) -> Result<PathBuf>>;
+
 /// A hub file getter; honours `HF_HUB_OFFLINE=1` by reading only the local cache.
-fn hub_fetcher(repo_id: &str, revision: Option<&str>) -> Result<Box<dyn Fn(&str) -> Result<PathBuf>>> {
-    let repo = hf_hub::Repo::with_revision(repo_id.to_string(), hf_hub::RepoType::Model, revision.unwrap_or("main").to_string());
+fn hub_fetcher(repo_id: &str, revision: Option<&str>) -> Result<Fetch> {
+    let repo = hf_hub::Repo::with_revision(
+        repo_id.to_string(),
+        hf_hub::RepoType::Model,
+        revision.unwrap_or("main").to_string(),
+    );
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
     let label = format!("{repo_id}@{}", revision.unwrap_or("main"));
     if offline {
         let cache = hf_hub::Cache::from_env().repo(repo);
         return Ok(Box::new(move |name: &str| {
-            cache.get(name).with_context(|| format!("{label}: {name} is not in the local hub cache and HF_HUB_OFFLINE is set"))
+            cache
+                .get(name)
+                .with_context(|| format!("{label}: {name} is not in the local hub cache and HF_HUB_OFFLINE is set"))
         }));
     }
-    let api = hf_hub::api::sync::ApiBuilder::from_env().build().context("starting the Hugging Face hub client")?.repo(repo);
+    let api =
+        hf_hub::api::sync::ApiBuilder::from_env().build().context("starting the Hugging Face hub client")?.repo(repo);
     Ok(Box::new(move |name: &str| api.get(name).with_context(|| format!("{label}: fetching {name}"))))
 }
 
