@@ -158,6 +158,10 @@ impl TrainTeacherArgs {
         }
         t.checkpoint_layers |= self.checkpoint_layers;
         ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
+        // A local folder is recorded absolutely so the checkpoint loads from any working directory.
+        if Path::new(&m.base).is_dir() {
+            m.base = std::fs::canonicalize(&m.base)?.to_string_lossy().into_owned();
+        }
         ensure!(
             t.micro_batch > 0 && t.grad_accum > 0 && t.max_steps > 0,
             "micro_batch, grad_accum and max_steps must be positive"
