@@ -5,10 +5,12 @@
 #   scripts/bench-teacher-cpu.sh            (SEQ=128 BATCH=8 STEPS=20 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEQ=${SEQ:-128} BATCH=${BATCH:-8} STEPS=${STEPS:-20}
-cargo build --release --quiet
+SEQ=${SEQ:-128} BATCH=${BATCH:-8} STEPS=${STEPS:-20} PROFILE=${PROFILE:-release}
+# PROFILE=dev measures target/debug instead (dependencies at opt-level 3, this crate at 1).
+if [ "$PROFILE" = dev ]; then cargo build --quiet --bin leader; BIN=target/debug/leader
+else cargo build --release --quiet --bin leader; BIN=target/release/leader; fi
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-run() { target/release/leader --quiet train-teacher --model random:tiny --grad-accum 1 --micro-batch "$BATCH" \
+run() { "$BIN" --quiet train-teacher --model random:tiny --grad-accum 1 --micro-batch "$BATCH" \
   --bench-seq-len "$SEQ" --bench-steps "$STEPS" "$@"; }
 run
 run --checkpoint-layers

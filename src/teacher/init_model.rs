@@ -22,7 +22,8 @@ use tokenizers::{
 
 #[derive(Args, Debug, Clone)]
 pub struct InitModelArgs {
-    /// tiny (hidden 64, 2 layers: tests and demo), 1b (TinyLlama shape) or 7b (LLaMA-7B shape).
+    /// tiny (hidden 64, 2 layers, f32: tests and demo), 1b (TinyLlama shape) or 7b (LLaMA-7B shape),
+    /// both stored in bf16. For GPU benchmarks prefer `train-teacher --model random:7b`.
     #[arg(long, default_value = "tiny")]
     pub shape: String,
     /// Output folder.
@@ -84,11 +85,14 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
     let tokens = tokenizer.get_vocab_size(true);
     let vocab_size = if args.shape == "tiny" { tokens } else { tokens.max(32000) };
     let cfg = LlamaConfig::shape(&args.shape, vocab_size)?;
+    // Large shapes are stored in bf16 (7b: ~13.5 GB on disk and in memory); benchmarks should rather
+    // use `--model random:7b`, which makes the weights on the device and writes nothing.
+    let dtype = if args.shape == "tiny" { DType::F32 } else { DType::BF16 };
     let weights = RandomWeights::new(args.seed);
-    let vb = VarBuilder::from_backend(Box::new(weights.clone()), DType::F32, Device::Cpu);
+    let vb = VarBuilder::from_backend(Box::new(weights.clone()), dtype, Device::Cpu);
     Llama::new(vb.pp("model"), None, &cfg)?;
     let dir = AtomicDir::create(&args.out)?;
-    write_config(&dir.path().join("config.json"), &cfg)?;
+    write_config(&dir.path().join("config.json"), &cfg, dtype)?;
     candle_core::safetensors::save(&weights.tensors(), dir.path().join("model.safetensors"))?;
     tokenizer.save(dir.path().join("tokenizer.json"), false).map_err(|e| anyhow!("writing tokenizer.json: {e}"))?;
     dir.commit()?;
@@ -96,13 +100,13 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
 }
 
 /// `config.json` as `transformers` expects it: our fields plus the architecture markers.
-fn write_config(path: &Path, cfg: &LlamaConfig) -> Result<()> {
+fn write_config(path: &Path, cfg: &LlamaConfig, dtype: DType) -> Result<()> {
     let mut json = serde_json::to_value(cfg)?;
     let obj = json.as_object_mut().expect("config serialises to an object");
     obj.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
     obj.insert("model_type".into(), "llama".into());
     obj.insert("hidden_act".into(), "silu".into());
-    obj.insert("torch_dtype".into(), "float32".into());
+    obj.insert("torch_dtype".into(), if dtype == DType::BF16 { "bfloat16" } else { "float32" }.into());
     obj.insert("attention_bias".into(), false.into());
     obj.insert("mlp_bias".into(), false.into());
     crate::io::write_json(path, &json)

@@ -25,6 +25,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -396,7 +397,12 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         if state.step % t.checkpoint_every == 0 || at_end || stopping {
             let dir = AtomicDir::create(&last_dir(out))?;
             peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
-            candle_core::safetensors::save(&opt.state()?, dir.path().join("optimizer.safetensors"))?;
+            let opt_state = opt
+                .state()?
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
+                .collect::<Result<HashMap<_, _>>>()?;
+            candle_core::safetensors::save(&opt_state, dir.path().join("optimizer.safetensors"))?;
             crate::io::write_json(&dir.path().join("state.json"), &state)?;
             dir.commit()?;
             write_log(&log_path, &log)?;
@@ -462,6 +468,7 @@ pub fn bench(args: &TrainTeacherArgs, steps: u64) -> Result<serde_json::Value> {
         "micro_batch": t.micro_batch, "grad_accum": t.grad_accum, "seq_len": args.bench_seq_len,
         "checkpoint_layers": t.checkpoint_layers, "timed_steps": steps,
         "steps_per_s": steps as f64 / timed, "tokens_per_s": tokens as f64 / timed,
+        "records_per_s": (steps as usize * t.grad_accum * t.micro_batch) as f64 / timed,
         "memory_in_use_gib": (peak > 0).then(|| peak as f64 / (1u64 << 30) as f64),
     }))
 }
