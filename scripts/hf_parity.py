@@ -2,14 +2,13 @@
 """Numerical parity of our LLaMA with Hugging Face transformers (run where torch is installed).
 
 Given a base model folder (config.json, model.safetensors, tokenizer.json) and a teacher cache written
-by `leader export-hidden --save-input-ids` from a teacher whose adapter is a no-op (a checkpoint of a
-run with --max-steps 0 is not possible, so use a fresh adapter: LoRA B starts at zero, so the
-checkpoint written at validation step 1 with --set train.lr=0 leaves the base function unchanged),
-this replays the stored token ids through `LlamaModel` and compares the last real token's
-`last_hidden_state` with our pooled vector. Pass in f32: max |diff| < 1e-4.
+by `leader export-hidden --save-input-ids`, this replays the stored token ids (each row's real tokens,
+EOS included) through `LlamaModel` and compares the last token's `last_hidden_state` with our pooled
+vector. Pass in f32: max |diff| < 1e-4. LoRA B starts at zero, so a run trained with learning rate 0
+leaves the base function unchanged and the plain base model is the reference:
 
     leader init-model --shape tiny --data DATA --out base
-    leader train-teacher --data DATA --model base --out run --max-steps 1 --set train.lr=0 --set train.eval_every=1
+    leader train-teacher --data DATA --model base --out run --max-steps 1 --lr 0.0
     leader export-hidden --teacher run --data DATA --split test --out test.safetensors --save-input-ids
     python3 scripts/hf_parity.py base test.safetensors
 
