@@ -5,6 +5,7 @@
 //! [`grads`] one micro-batch's gradients (optionally with activation checkpointing), [`peft`] the
 //! checkpoint layout, [`run`] the frozen [`run::Teacher`] other stages load.
 
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod device;

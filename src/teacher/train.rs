@@ -6,7 +6,7 @@
 //! dropout masks are keyed by `(seed, step, micro-batch, module)`, and the learning rate is a function
 //! of the step, so a resumed run redraws exactly what the uninterrupted run would have.
 
-use super::device::{memory_in_use_bytes, parse_device, parse_dtype};
+use super::device::{parse_device, parse_dtype};
 use super::grads::{accumulate, loss_and_grads};
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
@@ -281,14 +281,14 @@ pub struct TrainSummary {
     pub best_step: Option<u64>,
 }
 
-struct Setup {
-    cfg: TeacherConfig,
-    device: Device,
-    dtype: DType,
-    base: BaseModel,
+pub(crate) struct Setup {
+    pub cfg: TeacherConfig,
+    pub device: Device,
+    pub dtype: DType,
+    pub base: BaseModel,
 }
 
-fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
+pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
     let cfg = args.effective_config()?;
     let device = parse_device(&cfg.model.device)?;
     let dtype = parse_dtype(&cfg.model.dtype)?;
@@ -424,58 +424,9 @@ fn write_log(path: &Path, log: &[serde_json::Value]) -> Result<()> {
     crate::io::write_atomic(path, text.as_bytes())
 }
 
-/// `--bench-steps`: times training steps (or frozen forwards) on random token ids of
-/// `--bench-seq-len` per row; prints one JSON line.
-pub fn bench(args: &TrainTeacherArgs, steps: u64) -> Result<serde_json::Value> {
-    let Setup { cfg, device, dtype, base } = setup(args)?;
-    let t = &cfg.train;
-    let m = 131; // the reference's MIMIC-III medication vocabulary size
-    let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, args.bench_seq_len)?;
-    let vars = model.trainable();
-    let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(t.lr))?;
-    let mut rng = TensorRng::new(t.seed);
-    let vocab = base.config.vocab_size.min(model.tokenizer.vocab_size()).max(3);
-    let (mut peak, mut timed, mut tokens) = (0u64, 0f64, 0usize);
-    for step in 0..=steps {
-        let began = Instant::now();
-        for micro in 0..t.grad_accum {
-            let rows: Vec<Vec<u32>> = (0..t.micro_batch)
-                .map(|_| (0..args.bench_seq_len).map(|_| 3 + rng.below(vocab - 3) as u32).collect())
-                .collect();
-            let batch = super::llama::Batch::new(&model.llama, &rows, model.tokenizer.pad_id, dtype, &device)?;
-            if args.bench_forward_only {
-                model.llama.pooled(&batch, Pass::frozen())?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
-            } else {
-                let labels = Tensor::zeros((t.micro_batch, m), DType::F32, &device)?;
-                let key = DropoutKey { seed: t.seed, step, micro: micro as u64 };
-                let (_, g) = loss_and_grads(&model, &batch, &labels, Pass::train(Some(key)), 1.0, t.checkpoint_layers)?;
-                peak = peak.max(memory_in_use_bytes(&device).unwrap_or(0));
-                opt.step(&g)?;
-            }
-            peak = peak.max(memory_in_use_bytes(&device).unwrap_or(0));
-            if step > 0 {
-                tokens += batch.real_tokens();
-            }
-        }
-        device.synchronize()?;
-        if step > 0 {
-            timed += began.elapsed().as_secs_f64();
-        }
-    }
-    Ok(serde_json::json!({
-        "mode": if args.bench_forward_only { "forward" } else { "train" },
-        "model": cfg.model.base, "dtype": cfg.model.dtype, "device": cfg.model.device,
-        "micro_batch": t.micro_batch, "grad_accum": t.grad_accum, "seq_len": args.bench_seq_len,
-        "checkpoint_layers": t.checkpoint_layers, "timed_steps": steps,
-        "steps_per_s": steps as f64 / timed, "tokens_per_s": tokens as f64 / timed,
-        "records_per_s": (steps as usize * t.grad_accum * t.micro_batch) as f64 / timed,
-        "memory_in_use_gib": (peak > 0).then(|| peak as f64 / (1u64 << 30) as f64),
-    }))
-}
-
 pub fn run(args: &TrainTeacherArgs) -> Result<()> {
     if let Some(steps) = args.bench_steps {
-        println!("{}", bench(args, steps)?);
+        println!("{}", super::bench::bench(args, steps)?);
         return Ok(());
     }
     let summary = train_teacher(args)?;
