@@ -10,6 +10,7 @@ SEQ=${SEQ:-128} BATCH=${BATCH:-8} STEPS=${STEPS:-20} PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = dev ]; then cargo build --quiet --bin leader; BIN=target/debug/leader
 else cargo build --release --quiet --bin leader; BIN=target/release/leader; fi
 echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "load average: $(cut -d" " -f1-3 /proc/loadavg) (other jobs on the machine distort these figures; try RAYON_NUM_THREADS=1 on a busy machine)"
 run() { "$BIN" --quiet train-teacher --model random:tiny --grad-accum 1 --micro-batch "$BATCH" \
   --bench-seq-len "$SEQ" --bench-steps "$STEPS" "$@"; }
 run
