@@ -1,11 +1,437 @@
-//! `leader train-teacher` (not yet implemented).
+//! `leader train-teacher`: fine-tunes LoRA adapters and the classification head with BCE (reference
+//! §3.3): AdamW with linear decay to 0, gradient accumulation, clipping, periodic validation PRAUC
+//! with best-checkpoint selection, atomic checkpoints and bit-identical `--resume`.
+//!
+//! Determinism: the data order is a stream of seeded epoch permutations indexed by sample position,
+//! dropout masks are keyed by `(seed, step, micro-batch, module)`, and the learning rate is a function
+//! of the step, so a resumed run redraws exactly what the uninterrupted run would have.
 
-use anyhow::{bail, Result};
+use super::device::{parse_device, parse_dtype};
+use super::grads::{accumulate, loss_and_grads};
+use super::lora::{DropoutKey, LoraConfig, Pass};
+use super::model::TeacherModel;
+use super::peft::{self, TeacherMeta};
+use super::run::{best_dir, last_dir};
+use super::weights::BaseModel;
+use crate::config::ConfigArgs;
+use crate::data::record::{read_records, Record};
+use crate::data::vocab::Vocab;
+use crate::eval::metrics::average_precision;
+use crate::io::AtomicDir;
+use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::rng::TensorRng;
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-#[derive(Args, Debug, Clone)]
-pub struct TrainTeacherArgs {}
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/teacher.toml");
 
-pub fn run(_args: &TrainTeacherArgs) -> Result<()> {
-    bail!("`leader train-teacher` is not implemented yet")
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    pub model: ModelSection,
+    pub lora: LoraConfig,
+    pub train: TrainSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub base: String,
+    pub revision: String,
+    pub max_tokens: usize,
+    pub dtype: String,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub micro_batch: usize,
+    pub grad_accum: usize,
+    pub max_steps: u64,
+    pub clip_grad_norm: f64,
+    pub eval_every: u64,
+    pub checkpoint_every: u64,
+    pub eval_batch: usize,
+    pub log_every: u64,
+    pub seed: u64,
+    pub checkpoint_layers: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainTeacherArgs {
+    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Base model: a folder, a hub repo id, or random:tiny|1b|7b.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Hub revision of --model.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Run folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// f32, bf16 or f16 (compute dtype of the frozen base).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Recompute each layer in the backward pass instead of keeping its activations.
+    #[arg(long)]
+    pub checkpoint_layers: bool,
+    /// Continue from RUN/last (adapter, head, optimiser state, step).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop (after writing a checkpoint) once this many steps were taken in this invocation; continue
+    /// later with --resume. For time-sliced jobs.
+    #[arg(long)]
+    pub stop_after_steps: Option<u64>,
+    /// Benchmark instead of training: one warm-up step, then this many timed steps on random token ids
+    /// (no data needed), printing tokens/s and device memory as one JSON line. Nothing is written.
+    #[arg(long)]
+    pub bench_steps: Option<u64>,
+    /// Tokens per row in benchmark mode.
+    #[arg(long, default_value_t = 1024)]
+    pub bench_seq_len: usize,
+    /// Benchmark the frozen forward pass (what export-hidden and predict run) instead of training.
+    #[arg(long)]
+    pub bench_forward_only: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl TrainTeacherArgs {
+    /// The effective config: defaults, then --config/--set, then the explicit flags.
+    pub fn effective_config(&self) -> Result<TeacherConfig> {
+        let mut cfg: TeacherConfig = crate::config::load(DEFAULT_CONFIG, &self.config)?;
+        let (m, t) = (&mut cfg.model, &mut cfg.train);
+        if let Some(v) = &self.model {
+            m.base = v.clone();
+        }
+        if let Some(v) = &self.revision {
+            m.revision = v.clone();
+        }
+        if let Some(v) = &self.dtype {
+            m.dtype = v.clone();
+        }
+        if let Some(v) = &self.device {
+            m.device = v.clone();
+        }
+        if let Some(v) = self.max_tokens {
+            m.max_tokens = v;
+        }
+        if let Some(v) = self.max_steps {
+            t.max_steps = v;
+        }
+        if let Some(v) = self.seed {
+            t.seed = v;
+        }
+        if let Some(v) = self.micro_batch {
+            t.micro_batch = v;
+        }
+        if let Some(v) = self.grad_accum {
+            t.grad_accum = v;
+        }
+        if let Some(v) = self.lr {
+            t.lr = v;
+        }
+        t.checkpoint_layers |= self.checkpoint_layers;
+        ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
+        // A local folder is recorded absolutely so the checkpoint loads from any working directory.
+        if Path::new(&m.base).is_dir() {
+            m.base = std::fs::canonicalize(&m.base)?.to_string_lossy().into_owned();
+        }
+        ensure!(
+            t.micro_batch > 0 && t.grad_accum > 0 && t.max_steps > 0,
+            "micro_batch, grad_accum and max_steps must be positive"
+        );
+        ensure!(
+            t.eval_every > 0 && t.checkpoint_every > 0 && t.log_every > 0,
+            "eval_every, checkpoint_every and log_every must be positive"
+        );
+        Ok(cfg)
+    }
+}
+
+/// Records with their label indices.
+struct Examples {
+    prompts: Vec<String>,
+    labels: Vec<Vec<usize>>,
+}
+
+impl Examples {
+    fn read(path: &Path, vocab: &Vocab) -> Result<Self> {
+        let records = read_records(path)?;
+        Self::from_records(&records, vocab).with_context(|| path.display().to_string())
+    }
+
+    fn from_records(records: &[Record], vocab: &Vocab) -> Result<Self> {
+        let index = vocab.medication_index();
+        let mut labels = Vec::with_capacity(records.len());
+        for (row, r) in records.iter().enumerate() {
+            let ids = r.labels.iter().map(|c| {
+                index.get(c.as_str()).copied().with_context(|| {
+                    format!(
+                        "record {} (subject {}): label {c:?} is not in vocab.json's medications",
+                        row + 1,
+                        r.subject_id
+                    )
+                })
+            });
+            labels.push(ids.collect::<Result<Vec<_>>>()?);
+        }
+        Ok(Self { prompts: records.iter().map(|r| r.prompt.clone()).collect(), labels })
+    }
+
+    fn multi_hot(&self, rows: &[usize], m: usize, device: &Device) -> Result<Tensor> {
+        let mut y = vec![0f32; rows.len() * m];
+        for (i, &r) in rows.iter().enumerate() {
+            for &l in &self.labels[r] {
+                y[i * m + l] = 1.0;
+            }
+        }
+        Ok(Tensor::from_vec(y, (rows.len(), m), device)?)
+    }
+}
+
+/// Sample positions → record indices: position p lies in epoch p / n, whose order is a seeded
+/// permutation, so any step's micro-batches can be recomputed from the step alone.
+struct Order {
+    n: usize,
+    seed: u64,
+    epoch: Option<(u64, Vec<usize>)>,
+}
+
+impl Order {
+    fn rows(&mut self, start: u64, count: usize) -> Vec<usize> {
+        (start..start + count as u64)
+            .map(|p| {
+                let epoch = p / self.n as u64;
+                if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    let mut perm: Vec<usize> = (0..self.n).collect();
+                    TensorRng::derive(self.seed, &[0x5eed, epoch]).shuffle(&mut perm);
+                    self.epoch = Some((epoch, perm));
+                }
+                self.epoch.as_ref().expect("set above").1[(p % self.n as u64) as usize]
+            })
+            .collect()
+    }
+}
+
+/// Mean per-record average precision (the evaluation's PRAUC) of the model on `data`.
+fn validate(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> {
+    let m = model.num_medications();
+    let mut total = 0.0;
+    for (chunk_no, chunk) in data.prompts.chunks(batch).enumerate() {
+        let prompts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for (i, probs) in model.probabilities(&prompts)?.iter().enumerate() {
+            let mut truth = vec![false; m];
+            data.labels[chunk_no * batch + i].iter().for_each(|&l| truth[l] = true);
+            total += average_precision(&truth, probs);
+        }
+    }
+    Ok(total / data.prompts.len().max(1) as f64)
+}
+
+/// Progress of a run, saved with every checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: u64,
+    /// For reading; `best_prauc_bits` is what a resumed run compares against.
+    best_prauc: Option<f64>,
+    /// The exact bits of `best_prauc`: serde_json's float parsing may be off by one ulp, which would
+    /// let a resumed run pick a different best checkpoint on a tie.
+    best_prauc_bits: Option<u64>,
+    best_step: Option<u64>,
+}
+
+impl RunState {
+    fn best(&self) -> Option<f64> {
+        self.best_prauc_bits.map(f64::from_bits)
+    }
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub best_prauc: Option<f64>,
+    pub best_step: Option<u64>,
+}
+
+pub(crate) struct Setup {
+    pub cfg: TeacherConfig,
+    pub device: Device,
+    pub dtype: DType,
+    pub base: BaseModel,
+}
+
+pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
+    let cfg = args.effective_config()?;
+    let device = parse_device(&cfg.model.device)?;
+    let dtype = parse_dtype(&cfg.model.dtype)?;
+    let revision = Some(cfg.model.revision.as_str()).filter(|r| *r != "main");
+    let base = BaseModel::resolve(&cfg.model.base, revision, cfg.train.seed)?;
+    Ok(Setup { cfg, device, dtype, base })
+}
+
+/// Trains a teacher as `args` say; the library entry point behind `leader train-teacher`.
+pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
+    let Setup { cfg, device, dtype, base } = setup(args)?;
+    let (Some(data), Some(out)) = (&args.data, &args.out) else {
+        bail!("give --data DIR and --out RUN (or --bench-steps N)")
+    };
+    let vocab = Vocab::load(&data.join("vocab.json"))?;
+    let train = Examples::read(&data.join("train.jsonl"), &vocab)?;
+    let valid = Examples::read(&data.join("valid.jsonl"), &vocab)?;
+    ensure!(!train.prompts.is_empty(), "{}: no training records", data.join("train.jsonl").display());
+    let t = &cfg.train;
+    let m = vocab.num_medications();
+    let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, cfg.model.max_tokens)?;
+    let vars = model.trainable();
+    let adam = AdamWConfig { lr: t.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: t.weight_decay };
+    let mut opt = AdamW::new(vars.clone(), adam)?;
+    let log_path = out.join("train_log.jsonl");
+    let (mut state, mut log) = if args.resume {
+        let last = last_dir(out);
+        crate::io::require_file(&last.join("state.json"), "a checkpoint to resume (RUN/last/state.json)")?;
+        peft::load_into(&last, &model)?;
+        let opt_path = last.join("optimizer.safetensors");
+        opt.load_state(
+            &candle_core::safetensors::load(&opt_path, &device).with_context(|| opt_path.display().to_string())?,
+        )?;
+        let state: RunState = crate::io::read_json(&last.join("state.json"))?;
+        let log: Vec<serde_json::Value> = if log_path.exists() { crate::io::read_jsonl(&log_path)? } else { vec![] };
+        let log: Vec<serde_json::Value> =
+            log.into_iter().filter(|e| e["step"].as_u64().is_some_and(|s| s <= state.step)).collect();
+        crate::progress::say(format!("train-teacher: resuming {} at step {}", out.display(), state.step));
+        (state, log)
+    } else {
+        ensure!(!last_dir(out).exists(), "{} already holds a run: use --resume, or another --out", out.display());
+        (RunState { step: 0, best_prauc: None, best_prauc_bits: None, best_step: None }, vec![])
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    crate::config::save(&cfg, &out.join("config.toml"))?;
+    let meta = |step: u64, prauc: Option<f64>| TeacherMeta {
+        base_model: cfg.model.base.clone(),
+        revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
+        max_tokens: cfg.model.max_tokens,
+        hidden_size: model.hidden_size(),
+        num_medications: m,
+        vocab_fingerprint: vocab.fingerprint(),
+        step,
+        valid_prauc: prauc,
+    };
+    let mut order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
+    let bar = crate::progress::bar(t.max_steps, "train-teacher");
+    bar.set_position(state.step);
+    let (started, mut tokens_seen, mut loss_window, mut steps_this_run) = (Instant::now(), 0usize, Vec::new(), 0u64);
+    while state.step < t.max_steps {
+        let step = state.step;
+        opt.set_lr(t.lr * (1.0 - step as f64 / t.max_steps as f64));
+        let mut grads = GradStore::default();
+        let mut loss = 0.0;
+        for micro in 0..t.grad_accum {
+            let rows = order.rows((step * t.grad_accum as u64 + micro as u64) * t.micro_batch as u64, t.micro_batch);
+            let prompts: Vec<&str> = rows.iter().map(|&r| train.prompts[r].as_str()).collect();
+            let batch = model.batch(&prompts)?;
+            tokens_seen += batch.real_tokens();
+            let key = DropoutKey { seed: t.seed, step, micro: micro as u64 };
+            let labels = train.multi_hot(&rows, m, &device)?;
+            let scale = 1.0 / t.grad_accum as f64;
+            let (l, g) = loss_and_grads(&model, &batch, &labels, Pass::train(Some(key)), scale, t.checkpoint_layers)?;
+            accumulate(&mut grads, &g, &vars)?;
+            loss += l * scale;
+        }
+        let grad_norm = opt.clip_grad_norm(&mut grads, t.clip_grad_norm)?;
+        opt.step(&grads)?;
+        state.step += 1;
+        steps_this_run += 1;
+        loss_window.push(loss);
+        let tok_s = tokens_seen as f64 / started.elapsed().as_secs_f64();
+        bar.set_message(format!("loss {loss:.4} {tok_s:.0} tok/s"));
+        bar.inc(1);
+        let at_end = state.step == t.max_steps;
+        if state.step % t.log_every == 0 || at_end {
+            let mean = loss_window.iter().sum::<f64>() / loss_window.len() as f64;
+            log.push(serde_json::json!({"step": state.step, "kind": "train", "loss": mean, "lr": opt.config.lr,
+                "grad_norm": grad_norm, "tokens_per_s": tok_s}));
+            loss_window.clear();
+        }
+        if state.step % t.eval_every == 0 || at_end {
+            let prauc = validate(&model, &valid, cfg.train.eval_batch)?;
+            log.push(serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}));
+            bar.println(format!("step {}: valid PRAUC {prauc:.4}", state.step));
+            if state.best().is_none_or(|b| prauc > b) {
+                state.best_prauc = Some(prauc);
+                state.best_prauc_bits = Some(prauc.to_bits());
+                state.best_step = Some(state.step);
+                let dir = AtomicDir::create(&best_dir(out))?;
+                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc)))?;
+                dir.commit()?;
+            }
+        }
+        let stopping = args.stop_after_steps.is_some_and(|n| steps_this_run >= n);
+        if state.step % t.checkpoint_every == 0 || at_end || stopping {
+            let dir = AtomicDir::create(&last_dir(out))?;
+            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
+            let opt_state = opt
+                .state()?
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
+                .collect::<Result<HashMap<_, _>>>()?;
+            candle_core::safetensors::save(&opt_state, dir.path().join("optimizer.safetensors"))?;
+            crate::io::write_json(&dir.path().join("state.json"), &state)?;
+            dir.commit()?;
+            write_log(&log_path, &log)?;
+        }
+        if stopping {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
+}
+
+fn write_log(path: &Path, log: &[serde_json::Value]) -> Result<()> {
+    let mut text = String::new();
+    for entry in log {
+        text.push_str(&serde_json::to_string(entry)?);
+        text.push('\n');
+    }
+    crate::io::write_atomic(path, text.as_bytes())
+}
+
+pub fn run(args: &TrainTeacherArgs) -> Result<()> {
+    if let Some(steps) = args.bench_steps {
+        println!("{}", super::bench::bench(args, steps)?);
+        return Ok(());
+    }
+    let summary = train_teacher(args)?;
+    let best =
+        summary.best_prauc.map_or("none".to_string(), |p| format!("{p:.4} at step {}", summary.best_step.unwrap_or(0)));
+    crate::progress::say(format!("train-teacher: {} steps, best valid PRAUC {best}", summary.steps));
+    Ok(())
 }

@@ -1,0 +1,67 @@
+//! One micro-batch's loss and gradients, plainly or with activation checkpointing
+//! (`--checkpoint-layers`). candle has no built-in checkpointing: the forward runs every layer on
+//! detached inputs with detached LoRA weights (no graph is kept, only each layer's input), then the
+//! backward walks the layers top-down, re-running each on its input held as a `Var` and
+//! backpropagating `sum(output · upstream)`, whose gradient is exactly the upstream gradient. The
+//! recomputed layer redraws the same dropout masks (they are keyed by module, not by call order).
+
+use super::llama::Batch;
+use super::lora::Pass;
+use super::model::TeacherModel;
+use anyhow::Result;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+
+/// Adds the gradients of `vars` found in `from` to `into`.
+pub fn accumulate(into: &mut GradStore, from: &GradStore, vars: &[(String, Var)]) -> Result<()> {
+    for (_, var) in vars {
+        if let Some(g) = from.get(var.as_tensor()) {
+            let sum = match into.get(var.as_tensor()) {
+                Some(prev) => (prev + g)?,
+                None => g.clone(),
+            };
+            into.insert(var.as_tensor(), sum.detach());
+        }
+    }
+    Ok(())
+}
+
+/// The loss of one micro-batch (unscaled, as f64) and the gradients of `scale · loss` with respect
+/// to the model's trainable variables only.
+pub fn loss_and_grads(
+    model: &TeacherModel,
+    batch: &Batch,
+    labels: &Tensor,
+    pass: Pass,
+    scale: f64,
+    checkpoint: bool,
+) -> Result<(f64, GradStore)> {
+    let vars = model.trainable();
+    let mut out = GradStore::default();
+    if !checkpoint {
+        let loss = model.loss(&model.llama.pooled(batch, pass)?, labels)?;
+        accumulate(&mut out, &(&loss * scale)?.backward()?, &vars)?;
+        return Ok((loss.to_dtype(candle_core::DType::F64)?.to_scalar()?, out));
+    }
+    let record_nothing = Pass { detach: true, ..pass };
+    let mut inputs = Vec::with_capacity(model.llama.layers.len());
+    let mut h = model.llama.embed(batch)?;
+    for layer in &model.llama.layers {
+        inputs.push(h.clone());
+        h = layer.forward(&h, batch, record_nothing)?;
+    }
+    let top = Var::from_tensor(&h.detach())?;
+    let loss = model.loss(&model.llama.pool(top.as_tensor(), batch, pass)?, labels)?;
+    let grads = (&loss * scale)?.backward()?;
+    accumulate(&mut out, &grads, &vars)?;
+    let mut upstream = grads.get(top.as_tensor()).cloned();
+    for (layer, input) in model.llama.layers.iter().zip(inputs).rev() {
+        let Some(g) = upstream.take() else { break };
+        let x = Var::from_tensor(&input.detach())?;
+        let y = layer.forward(x.as_tensor(), batch, pass)?;
+        let layer_grads = (y * g.detach())?.sum_all()?.backward()?;
+        accumulate(&mut out, &layer_grads, &vars)?;
+        upstream = layer_grads.get(x.as_tensor()).cloned();
+    }
+    Ok((loss.to_dtype(candle_core::DType::F64)?.to_scalar()?, out))
+}

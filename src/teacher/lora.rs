@@ -1,0 +1,123 @@
+//! A frozen linear layer with an optional LoRA adapter: `W x + (α/r) · B(A(dropout(x)))` (reference
+//! §3.2; PEFT's `lora.Linear`). A is Kaiming-uniform(a=√5), i.e. U(±1/√in), B is zero, so training
+//! starts from the base model's output.
+
+use crate::nn::rng::{fnv1a, TensorRng};
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The projections LoRA may wrap, in PEFT's naming.
+pub const TARGET_MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub target_modules: Vec<String>,
+}
+
+/// Where dropout masks come from in one forward pass: `(seed, step, micro-batch)`; each module adds
+/// its own id, so a recomputed layer (activation checkpointing) redraws the very same masks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropoutKey {
+    pub seed: u64,
+    pub step: u64,
+    pub micro: u64,
+}
+
+/// How a forward pass runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// Differentiable (slow) ops; the fused ones have no backward pass.
+    pub train: bool,
+    /// LoRA dropout on (training) or off (`None`: evaluation, gradient checks).
+    pub dropout: Option<DropoutKey>,
+    /// Use detached copies of the trainable weights so no graph is recorded (the first forward of
+    /// activation checkpointing).
+    pub detach: bool,
+}
+
+impl Pass {
+    /// Inference: fused ops, no dropout, no graph.
+    pub fn frozen() -> Self {
+        Self { train: false, dropout: None, detach: true }
+    }
+
+    /// Training (differentiable ops, graph recorded), with dropout when `dropout` is given.
+    pub fn train(dropout: Option<DropoutKey>) -> Self {
+        Self { train: true, dropout, detach: false }
+    }
+}
+
+/// Inverted-dropout mask drawn from `(key, module id)`. CPU masks come from the seeded
+/// [`TensorRng`]; on an accelerator the device generator is seeded with the same derived seed (drawing
+/// billions of values on the host would dominate a 7B step), so masks are deterministic per device.
+fn dropout(x: &Tensor, p: f64, key: DropoutKey, module: u64) -> Result<Tensor> {
+    let seed = fnv1a(&[key.seed, key.step, key.micro, module].map(u64::to_le_bytes).concat());
+    let mask = if x.device().is_cpu() {
+        TensorRng::new(seed).dropout_mask(x.shape(), p, x.dtype(), x.device())?
+    } else {
+        x.device().set_seed(seed)?;
+        let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p)?;
+        (keep.to_dtype(DType::F32)? * (1.0 / (1.0 - p)))?.to_dtype(x.dtype())?
+    };
+    x.mul(&mask)
+}
+
+struct Adapter {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+    dropout: f64,
+}
+
+pub struct LoraLinear {
+    weight: Tensor,
+    adapter: Option<Adapter>,
+    /// A stable per-module id for dropout streams.
+    id: u64,
+}
+
+impl LoraLinear {
+    /// `base` holds the frozen `weight` [out, in]; `lora` (if this module is targeted) is where
+    /// `lora_A.weight` [r, in] and `lora_B.weight` [out, r] are created or found.
+    pub fn new(
+        base: VarBuilder,
+        lora: Option<(VarBuilder, &LoraConfig)>,
+        in_dim: usize,
+        out_dim: usize,
+        id: u64,
+    ) -> Result<Self> {
+        let weight = base.get((out_dim, in_dim), "weight")?;
+        let adapter = match lora {
+            Some((vb, cfg)) => {
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                let a = vb.pp("lora_A").get_with_hints(
+                    (cfg.r, in_dim),
+                    "weight",
+                    Init::Uniform { lo: -bound, up: bound },
+                )?;
+                let b = vb.pp("lora_B").get_with_hints((out_dim, cfg.r), "weight", Init::Const(0.0))?;
+                Some(Adapter { a, b, scale: cfg.alpha / cfg.r as f64, dropout: cfg.dropout })
+            }
+            None => None,
+        };
+        Ok(Self { weight, adapter, id })
+    }
+
+    /// `x` is [N, in] (callers flatten batch and time).
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        let Some(ad) = &self.adapter else { return Ok(y) };
+        let (a, b) = if pass.detach { (ad.a.detach(), ad.b.detach()) } else { (ad.a.clone(), ad.b.clone()) };
+        let xd = match pass.dropout {
+            Some(key) if ad.dropout > 0.0 => dropout(x, ad.dropout, key, self.id)?,
+            _ => x.clone(),
+        };
+        let delta = xd.matmul(&a.to_dtype(x.dtype())?.t()?)?.matmul(&b.to_dtype(x.dtype())?.t()?)?;
+        y + (delta * ad.scale)?
+    }
+}

@@ -1,0 +1,162 @@
+//! Where a base model comes from: a local folder in Hugging Face layout, a hub repo id (downloaded
+//! or, under `HF_HUB_OFFLINE=1`, taken from the local cache), or `random:SHAPE`, LLaMA-shaped random
+//! weights made on the device (GPU benchmarks of the 7B shape without a 13 GB folder).
+
+use super::config::LlamaConfig;
+use super::tokenizer::PromptTokenizer;
+use crate::nn::rng::{fnv1a, TensorRng};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A resolved base model: its config, tokenizer and weights.
+pub struct BaseModel {
+    pub config: LlamaConfig,
+    pub tokenizer: tokenizers::Tokenizer,
+    /// Safetensors files (empty for `random:`).
+    pub weight_files: Vec<PathBuf>,
+    /// `random:SHAPE` weights drawn from this seed instead of files.
+    pub random_seed: Option<u64>,
+}
+
+fn read_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    tokenizers::Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("reading tokenizer {}: {e}", path.display()))
+}
+
+impl BaseModel {
+    /// Resolves `--model`: a folder, `random:tiny|1b|7b`, or a hub repo id at `revision`.
+    pub fn resolve(model: &str, revision: Option<&str>, seed: u64) -> Result<Self> {
+        if let Some(shape) = model.strip_prefix("random:") {
+            let tokenizer = super::init_model::train_tokenizer(super::init_model::builtin_corpus(), 2000)?;
+            let vocab = tokenizer.get_vocab_size(true).max(if shape == "tiny" { 0 } else { 32000 });
+            return Ok(Self {
+                config: LlamaConfig::shape(shape, vocab)?,
+                tokenizer,
+                weight_files: vec![],
+                random_seed: Some(seed),
+            });
+        }
+        let dir = PathBuf::from(model);
+        let fetch: Fetch = if dir.is_dir() {
+            Box::new(move |name: &str| {
+                let p = dir.join(name);
+                crate::io::require_file(&p, &format!("{name} of the model folder"))?;
+                Ok(p)
+            })
+        } else {
+            hub_fetcher(model, revision)?
+        };
+        let config = LlamaConfig::load(&fetch("config.json")?)?;
+        let tokenizer = read_tokenizer(&fetch("tokenizer.json")?)?;
+        let weight_files = match fetch("model.safetensors.index.json") {
+            Ok(index) => {
+                let json: serde_json::Value = crate::io::read_json(&index)?;
+                let map =
+                    json["weight_map"].as_object().with_context(|| format!("{}: no weight_map", index.display()))?;
+                let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+                shards.sort_unstable();
+                shards.dedup();
+                shards.into_iter().map(&fetch).collect::<Result<Vec<_>>>()?
+            }
+            Err(_) => vec![fetch("model.safetensors").context("no model.safetensors or model.safetensors.index.json")?],
+        };
+        Ok(Self { config, tokenizer, weight_files, random_seed: None })
+    }
+
+    pub fn prompt_tokenizer(&self, max_tokens: usize) -> Result<PromptTokenizer> {
+        PromptTokenizer::new(self.tokenizer.clone(), &self.config, max_tokens)
+    }
+
+    /// A VarBuilder rooted at the decoder (`embed_tokens`, `layers.*`, `norm`), mmapped and frozen.
+    /// Accepts `LlamaForCausalLM` checkpoints (`model.` prefix) and bare `LlamaModel` ones.
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        if let Some(seed) = self.random_seed {
+            let backend = RandomWeights::new(seed);
+            return Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()));
+        }
+        // SAFETY: the files are memory-mapped read-only; they must not change while the model runs.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device)? };
+        if vb.contains_tensor("model.embed_tokens.weight") {
+            Ok(vb.pp("model"))
+        } else if vb.contains_tensor("embed_tokens.weight") {
+            Ok(vb)
+        } else {
+            bail!(
+                "{:?}: no model.embed_tokens.weight or embed_tokens.weight: not a LLaMA checkpoint",
+                self.weight_files
+            )
+        }
+    }
+}
+
+/// Finds one file of a model by name.
+type Fetch = Box<dyn Fn(&str) -> Result<PathBuf>>;
+
+/// A hub file getter; honours `HF_HUB_OFFLINE=1` by reading only the local cache.
+fn hub_fetcher(repo_id: &str, revision: Option<&str>) -> Result<Fetch> {
+    let repo = hf_hub::Repo::with_revision(
+        repo_id.to_string(),
+        hf_hub::RepoType::Model,
+        revision.unwrap_or("main").to_string(),
+    );
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    let label = format!("{repo_id}@{}", revision.unwrap_or("main"));
+    if offline {
+        let cache = hf_hub::Cache::from_env().repo(repo);
+        return Ok(Box::new(move |name: &str| {
+            cache
+                .get(name)
+                .with_context(|| format!("{label}: {name} is not in the local hub cache and HF_HUB_OFFLINE is set"))
+        }));
+    }
+    let api =
+        hf_hub::api::sync::ApiBuilder::from_env().build().context("starting the Hugging Face hub client")?.repo(repo);
+    Ok(Box::new(move |name: &str| api.get(name).with_context(|| format!("{label}: fetching {name}"))))
+}
+
+/// Random LLaMA weights: norms 1, everything else N(0, 0.02). On the CPU each tensor comes from
+/// the seeded [`TensorRng`] stream of `(seed, name)`; on an accelerator from the device generator
+/// (billions of host draws would take minutes). Every tensor handed out is remembered, so
+/// `init-model` can save exactly what a model built from it used.
+#[derive(Clone)]
+pub struct RandomWeights {
+    seed: u64,
+    made: Arc<Mutex<HashMap<String, Tensor>>>,
+}
+
+impl RandomWeights {
+    pub fn new(seed: u64) -> Self {
+        Self { seed, made: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.made.lock().expect("weights lock").clone()
+    }
+}
+
+impl SimpleBackend for RandomWeights {
+    fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let t = if name.ends_with("norm.weight") {
+            Tensor::ones(shape, dtype, device)?
+        } else if device.is_cpu() {
+            TensorRng::derive(self.seed, &[fnv1a(name.as_bytes())]).normal(shape, 0.0, 0.02, dtype, device)?
+        } else {
+            device.set_seed(self.seed ^ fnv1a(name.as_bytes()))?;
+            Tensor::randn(0f32, 0.02, shape, device)?.to_dtype(dtype)?
+        };
+        self.made.lock().expect("weights lock").insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights: {name} has no known shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}

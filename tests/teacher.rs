@@ -1,0 +1,385 @@
+//! The teacher on tiny random LLaMAs: gradients, padding, checkpoints, training, prediction, export.
+
+use candle_core::{DType, Device, Tensor};
+use leader::config::ConfigArgs;
+use leader::data::record::{Record, Visit};
+use leader::data::vocab::{CodeEntry, Vocab};
+use leader::eval::metrics::average_precision;
+use leader::eval::predictions::Prediction;
+use leader::nn::gradcheck;
+use leader::nn::rng::TensorRng;
+use leader::predict::{PredictArgs, PredictFormat};
+use leader::teacher::cache::TeacherCache;
+use leader::teacher::export::{export_hidden, ExportHiddenArgs};
+use leader::teacher::grads::loss_and_grads;
+use leader::teacher::init_model::{init_model, InitModelArgs};
+use leader::teacher::lora::{DropoutKey, LoraConfig, Pass, TARGET_MODULES};
+use leader::teacher::model::TeacherModel;
+use leader::teacher::peft::{self, TeacherMeta};
+use leader::teacher::train::{train_teacher, TrainTeacherArgs};
+use leader::teacher::weights::BaseModel;
+use leader::teacher::Teacher;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const CONDITIONS: [&str; 8] = ["asthma", "gout", "migraine", "psoriasis", "anemia", "epilepsy", "glaucoma", "insomnia"];
+
+fn lora() -> LoraConfig {
+    LoraConfig {
+        r: 4,
+        alpha: 16.0,
+        dropout: 0.1,
+        target_modules: TARGET_MODULES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn vocab() -> Vocab {
+    let meds =
+        (0..CONDITIONS.len()).map(|i| CodeEntry { code: format!("M{i:02}"), name: format!("drug {i}") }).collect();
+    Vocab { medications: meds, diagnoses: vec![], procedures: vec![], profile: BTreeMap::new() }
+}
+
+/// A cohort whose labels are readable from the prompt: each record names two conditions, and
+/// condition i is treated by medication i. Per-record label sets differ, so a model that reads the
+/// prompt beats the label-frequency ranking.
+fn cohort(n: usize, seed: u64) -> Vec<Record> {
+    let mut rng = TensorRng::new(seed);
+    (0..n)
+        .map(|i| {
+            let a = rng.below(CONDITIONS.len());
+            let b = (a + 1 + rng.below(CONDITIONS.len() - 1)) % CONDITIONS.len();
+            let prior = rng.below(3);
+            let prompt = format!(
+                "The patient has {prior} times ICU visits. \n  In this visit, he has diagnosis: {}, {}; procedures: venous catheterization. Then, the patient should be prescribed: ",
+                CONDITIONS[a], CONDITIONS[b]
+            );
+            let labels = vec![format!("M{a:02}"), format!("M{b:02}")];
+            let visit = Visit { hadm_id: i as u64, admittime: "2100-01-01 00:00:00".into(), diagnoses: vec![], procedures: vec![], medications: labels.clone() };
+            Record { subject_id: 1000 + i as u64, visits: vec![visit], profile: BTreeMap::new(), labels, prompt }
+        })
+        .collect()
+}
+
+fn write_jsonl(path: &Path, records: &[Record]) {
+    let text: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A data folder with train/valid/test splits and the vocabulary.
+fn data_folder(dir: &Path, n_train: usize, n_valid: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_jsonl(&dir.join("train.jsonl"), &cohort(n_train, 1));
+    write_jsonl(&dir.join("valid.jsonl"), &cohort(n_valid, 2));
+    write_jsonl(&dir.join("test.jsonl"), &cohort(n_valid, 3));
+    vocab().save(&dir.join("vocab.json")).unwrap();
+}
+
+fn tiny_model(dir: &Path, data: Option<&Path>) {
+    let args = InitModelArgs {
+        shape: "tiny".into(),
+        out: dir.to_path_buf(),
+        seed: 7,
+        data: data.map(Path::to_path_buf),
+        tokenizer_vocab: 400,
+    };
+    init_model(&args).unwrap();
+}
+
+/// Sets every LoRA B to small random values (B starts at zero, which would hide A's gradient).
+fn randomise_adapters(model: &TeacherModel, seed: u64) {
+    let mut rng = TensorRng::new(seed);
+    for (name, var) in model.trainable() {
+        if name.contains("lora_B") {
+            var.set(&rng.normal(var.shape(), 0.0, 0.05, var.dtype(), var.device()).unwrap()).unwrap();
+        }
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+const PROMPTS: [&str; 3] = [
+    "The patient has 0 times ICU visits. \n  In this visit, he has diagnosis: gout; procedures: . Then, the patient should be prescribed: ",
+    "The patient has 1 times ICU visits. \n In 1 visit, the patient had diagnosis: asthma; procedures: hemodialysis. The patient was prescribed drugs: opioids. \n In this visit, he has diagnosis: anemia, migraine; procedures: venous catheterization. Then, the patient should be prescribed: ",
+    "diagnosis: insomnia",
+];
+
+#[test]
+fn gradients_of_lora_and_head_match_finite_differences() {
+    let base = BaseModel::resolve("random:tiny", None, 3).unwrap();
+    let model = TeacherModel::new(&base, &lora(), 5, 11, DType::F64, &Device::Cpu, 64).unwrap();
+    randomise_adapters(&model, 5);
+    let batch = model.batch(&PROMPTS[..2]).unwrap();
+    let labels = Tensor::new(&[[1f64, 0., 0., 1., 0.], [0., 1., 0., 0., 1.]], &Device::Cpu).unwrap();
+    let vars = model.trainable();
+    // 2 layers x 7 modules x (A, B) + the head.
+    assert_eq!(vars.len(), 2 * 7 * 2 + 1);
+    let loss = || model.loss(&model.llama.pooled(&batch, Pass::train(None))?, &labels);
+    let reports = gradcheck::check(&vars, loss, 1e-5, 3).unwrap();
+    gradcheck::assert_close(&reports, 1e-5).unwrap();
+}
+
+#[test]
+fn checkpointed_layers_give_the_same_gradients() {
+    let base = BaseModel::resolve("random:tiny", None, 4).unwrap();
+    let model = TeacherModel::new(&base, &lora(), 6, 12, DType::F64, &Device::Cpu, 64).unwrap();
+    randomise_adapters(&model, 6);
+    let batch = model.batch(&PROMPTS).unwrap();
+    let labels = TensorRng::new(1).uniform((3, 6), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap().ge(0.5).unwrap();
+    // Dropout on: the recomputed layers must redraw the same masks.
+    let pass = Pass::train(Some(DropoutKey { seed: 9, step: 3, micro: 1 }));
+    let (plain_loss, plain) = loss_and_grads(&model, &batch, &labels, pass, 0.5, false).unwrap();
+    let (ckpt_loss, ckpt) = loss_and_grads(&model, &batch, &labels, pass, 0.5, true).unwrap();
+    assert!((plain_loss - ckpt_loss).abs() < 1e-12, "{plain_loss} vs {ckpt_loss}");
+    for (name, var) in model.trainable() {
+        let (a, b) = (plain.get(var.as_tensor()).unwrap(), ckpt.get(var.as_tensor()).unwrap());
+        let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(scale > 0.0, "{name}: no gradient");
+        assert!(max_abs_diff(a, b) <= 1e-10 * scale.max(1.0), "{name}: {} vs scale {scale}", max_abs_diff(a, b));
+    }
+}
+
+#[test]
+fn padding_and_fused_ops_do_not_change_the_pooled_vector() {
+    let base = BaseModel::resolve("random:tiny", None, 5).unwrap();
+    let model = TeacherModel::new(&base, &lora(), 4, 13, DType::F32, &Device::Cpu, 128).unwrap();
+    randomise_adapters(&model, 7);
+    let alone = model.llama.pooled(&model.batch(&PROMPTS[..1]).unwrap(), Pass::frozen()).unwrap();
+    let batch = model.batch(&PROMPTS).unwrap();
+    assert!(batch.lengths[1] > batch.lengths[0], "the second prompt must force padding of the first");
+    let together = model.llama.pooled(&batch, Pass::frozen()).unwrap();
+    assert!(max_abs_diff(&alone, &together.narrow(0, 0, 1).unwrap()) < 1e-5);
+    // The differentiable training ops compute the same function as the fused inference ones.
+    let slow = model.llama.pooled(&batch, Pass::train(None)).unwrap();
+    assert!(max_abs_diff(&slow, &together) < 1e-5, "{}", max_abs_diff(&slow, &together));
+}
+
+#[test]
+fn truncation_keeps_the_end_and_appends_eos() {
+    let base = BaseModel::resolve("random:tiny", None, 5).unwrap();
+    let full = base.prompt_tokenizer(10_000).unwrap();
+    let short = base.prompt_tokenizer(6).unwrap();
+    let all = full.encode(PROMPTS[1]).unwrap();
+    let cut = short.encode(PROMPTS[1]).unwrap();
+    assert_eq!(cut.len(), 6);
+    assert_eq!(*cut.last().unwrap(), full.eos_id);
+    // The last five prompt tokens, i.e. the end of the current visit, survive.
+    assert_eq!(&cut[..5], &all[all.len() - 6..all.len() - 1]);
+}
+
+#[test]
+fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    tiny_model(&model_dir, None);
+    let base = BaseModel::resolve(model_dir.to_str().unwrap(), None, 0).unwrap();
+    let model = TeacherModel::new(&base, &lora(), 8, 21, DType::F32, &Device::Cpu, 128).unwrap();
+    randomise_adapters(&model, 8);
+    let meta = TeacherMeta {
+        base_model: model_dir.to_str().unwrap().into(),
+        revision: None,
+        max_tokens: 128,
+        hidden_size: 64,
+        num_medications: 8,
+        vocab_fingerprint: vocab().fingerprint(),
+        step: 0,
+        valid_prauc: None,
+    };
+    let ckpt = tmp.path().join("ckpt");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    peft::save(&ckpt, &model, &lora(), &vocab(), &meta).unwrap();
+    let expected = model.probabilities(&PROMPTS).unwrap();
+    let loaded = Teacher::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(loaded.model.probabilities(&PROMPTS).unwrap(), expected);
+
+    // PEFT's causal-LM naming (`base_model.model.model.`, adapter name `default`) loads the same.
+    let path = ckpt.join("adapter_model.safetensors");
+    let renamed: std::collections::HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            (k.replace("base_model.model.", "base_model.model.model.").replace(".weight", ".default.weight"), v)
+        })
+        .collect();
+    assert!(renamed.keys().all(|k| k.starts_with("base_model.model.model.layers.")));
+    candle_core::safetensors::save(&renamed, &path).unwrap();
+    let reloaded = Teacher::load(&ckpt, &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(reloaded.model.probabilities(&PROMPTS).unwrap(), expected);
+
+    // Another vocabulary is refused with a clear error.
+    let mut other = vocab();
+    other.medications.pop();
+    let err = loaded.check_vocab(&other, Path::new("data")).unwrap_err().to_string();
+    assert!(err.contains("M = 7") && err.contains("M = 8"), "{err}");
+}
+
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    let err = leader::teacher::device::parse_device("cuda").unwrap_err().to_string();
+    if cfg!(feature = "cuda") {
+        assert!(err.contains("CUDA"), "{err}");
+    } else {
+        assert!(err.contains("built without CUDA"), "{err}");
+    }
+    assert!(leader::teacher::device::parse_device("tpu").is_err());
+}
+
+fn train_args(data: &Path, model: &Path, out: &Path, steps: u64, sets: &[&str]) -> TrainTeacherArgs {
+    TrainTeacherArgs {
+        data: Some(data.to_path_buf()),
+        model: Some(model.to_str().unwrap().into()),
+        out: Some(out.to_path_buf()),
+        max_steps: Some(steps),
+        max_tokens: Some(64),
+        config: ConfigArgs { config: None, set: sets.iter().map(|s| s.to_string()).collect() },
+        ..Default::default()
+    }
+}
+
+fn prauc_of(records: &[Record], probs: &[Vec<f32>]) -> f64 {
+    let index = vocab().medications.iter().map(|e| e.code.clone()).collect::<Vec<_>>();
+    let total: f64 = records
+        .iter()
+        .zip(probs)
+        .map(|(r, p)| average_precision(&index.iter().map(|c| r.labels.contains(c)).collect::<Vec<_>>(), p))
+        .sum();
+    total / records.len() as f64
+}
+
+#[test]
+fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model, run) = (tmp.path().join("data"), tmp.path().join("base"), tmp.path().join("run"));
+    data_folder(&data, 256, 64);
+    tiny_model(&model, Some(&data));
+    let sets = [
+        "train.micro_batch=8",
+        "train.grad_accum=1",
+        "train.lr=5e-3",
+        "train.eval_every=100",
+        "train.checkpoint_every=100",
+    ];
+    let summary = train_teacher(&train_args(&data, &model, &run, 300, &sets)).unwrap();
+
+    // The frequency baseline: every record gets each medication's training-set frequency.
+    let (train, valid) = (cohort(256, 1), cohort(64, 2));
+    let freq: Vec<f32> = vocab()
+        .medications
+        .iter()
+        .map(|m| train.iter().filter(|r| r.labels.contains(&m.code)).count() as f32 / train.len() as f32)
+        .collect();
+    let baseline = prauc_of(&valid, &vec![freq; valid.len()]);
+    let best = summary.best_prauc.unwrap();
+    eprintln!("valid PRAUC: teacher {best:.4}, frequency baseline {baseline:.4}");
+    assert!(best > baseline + 0.1, "teacher PRAUC {best} vs frequency baseline {baseline}");
+
+    // predict: the best checkpoint's probabilities, whose PRAUC is the one validation recorded.
+    let pred_out = tmp.path().join("valid.pred.jsonl");
+    let pargs = PredictArgs {
+        model: None,
+        teacher: Some(run.clone()),
+        data: Some(data.clone()),
+        split: Some("valid".into()),
+        records: None,
+        out: pred_out.clone(),
+        format: PredictFormat::Jsonl,
+        top_k: 10,
+        batch_size: Some(5),
+        device: "cpu".into(),
+    };
+    leader::predict::run(&pargs).unwrap();
+    let preds: Vec<Prediction> = leader::io::read_jsonl(&pred_out).unwrap();
+    assert_eq!(
+        preds.iter().map(|p| p.subject_id).collect::<Vec<_>>(),
+        valid.iter().map(|r| r.subject_id).collect::<Vec<_>>()
+    );
+    let probs: Vec<Vec<f32>> = preds.into_iter().map(|p| p.probabilities).collect();
+    assert!((prauc_of(&valid, &probs) - best).abs() < 1e-6);
+    let sidecar = std::fs::read_to_string(leader::config::sidecar_path(&pred_out)).unwrap();
+    assert!(sidecar.contains("model_kind = \"teacher\""), "{sidecar}");
+
+    // export-hidden → TeacherCache round trip, with the token ids that were fed to the model.
+    let cache_path = tmp.path().join("valid.hidden.safetensors");
+    let eargs = ExportHiddenArgs {
+        teacher: run.clone(),
+        data: data.clone(),
+        split: "valid".into(),
+        out: cache_path.clone(),
+        f16: false,
+        save_input_ids: true,
+        batch_size: 7,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+    };
+    export_hidden(&eargs).unwrap();
+    let cache = TeacherCache::load(&cache_path).unwrap();
+    assert_eq!(cache.subject_ids, valid.iter().map(|r| r.subject_id).collect::<Vec<_>>());
+    assert_eq!(cache.hidden_size(), 64);
+    let teacher = Teacher::load(&run, &Device::Cpu, DType::F32).unwrap();
+    let ids = cache.input_ids.as_ref().unwrap().to_vec2::<i64>().unwrap();
+    for (row, r) in ids.iter().zip(&valid) {
+        let expected = teacher.model.tokenizer.encode(&r.prompt).unwrap();
+        assert_eq!(&row[..expected.len()], expected.iter().map(|&i| i as i64).collect::<Vec<_>>().as_slice());
+        assert!(row[expected.len()..].iter().all(|&i| i == -1));
+    }
+    let last = valid.len() - 1;
+    let alone = teacher.pooled_hidden(&[valid[last].prompt.as_str()]).unwrap();
+    assert!(max_abs_diff(&alone, &cache.hidden.narrow(0, last, 1).unwrap()) < 1e-5);
+}
+
+#[test]
+fn resumed_training_is_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = (tmp.path().join("data"), tmp.path().join("base"));
+    data_folder(&data, 24, 6);
+    tiny_model(&model, None);
+    let sets = [
+        "train.micro_batch=4",
+        "train.grad_accum=2",
+        "train.eval_every=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+    ];
+    let (straight, split) = (tmp.path().join("straight"), tmp.path().join("split"));
+    train_teacher(&train_args(&data, &model, &straight, 5, &sets)).unwrap();
+    let first = TrainTeacherArgs { stop_after_steps: Some(3), ..train_args(&data, &model, &split, 5, &sets) };
+    assert_eq!(train_teacher(&first).unwrap().steps, 3);
+    let again = TrainTeacherArgs { resume: true, ..train_args(&data, &model, &split, 5, &sets) };
+    assert_eq!(train_teacher(&again).unwrap().steps, 5);
+    let best_meta = |dir: &Path| std::fs::read_to_string(dir.join("best/teacher.json")).unwrap();
+    assert_eq!(best_meta(&straight), best_meta(&split));
+    for file in [
+        "last/adapter_model.safetensors",
+        "last/head.safetensors",
+        "last/optimizer.safetensors",
+        "best/adapter_model.safetensors",
+    ] {
+        let a = candle_core::safetensors::load(straight.join(file), &Device::Cpu).unwrap();
+        let b = candle_core::safetensors::load(split.join(file), &Device::Cpu).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (k, t) in &a {
+            assert_eq!(
+                t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                b[k].flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                "{file}: {k}"
+            );
+        }
+    }
+    let log = |dir: &Path| -> Vec<serde_json::Value> {
+        let mut entries: Vec<serde_json::Value> = leader::io::read_jsonl(&dir.join("train_log.jsonl")).unwrap();
+        entries.iter_mut().for_each(|e| {
+            e.as_object_mut().unwrap().remove("tokens_per_s");
+        });
+        entries
+    };
+    assert_eq!(log(&straight), log(&split));
+    assert_eq!(log(&split).iter().filter(|e| e["kind"] == "train").count(), 5);
+}
