@@ -20,10 +20,10 @@
 //!
 //! The catalogue (`atc.txt`, `conditions.txt`) holds about 210 real ICD-9-CM diagnoses with their
 //! MIMIC-III short and long titles and an ICD-10-CM twin, 80 real procedures (ICD-9-CM vol. 3 and
-//! ICD-10-PCS) and 214 real ATC substances in 101 level-3 groups with WHO names of every level.
+//! ICD-10-PCS) and 223 real ATC substances in 111 level-3 groups with WHO names of every level.
 //! Each real code grows generated siblings in its own category (`tail_per_code`, e.g. 4280 → 42883
 //! "CHF NOS chr"), and each substance a "combinations" code (N02BE01 → N02BE51), giving a few
-//! thousand diagnoses, a few hundred procedures and about 430 ATC-5 codes. As in real ICD-9 some
+//! thousand diagnoses, a few hundred procedures and about 440 ATC-5 codes. As in real ICD-9 some
 //! diagnosis and procedure strings coincide (3961, 9671, 311). Every substance has one to three
 //! products (NDC, GSN, strength, form, route); some NDCs are missing from `drug_map.csv`.
 //!

@@ -62,9 +62,10 @@ impl Weighted {
         Self { cumulative }
     }
 
-    /// Zipf weights `1 / (rank + 1)^exponent` over `n` ranks.
-    pub fn zipf(n: usize, exponent: f64) -> Self {
-        Self::new((0..n).map(|r| 1.0 / ((r + 1) as f64).powf(exponent)))
+    /// Zipf-Mandelbrot weights `1 / (rank + 1 + offset)^exponent` over `n` ranks (a larger offset
+    /// flattens the head).
+    pub fn zipf(n: usize, exponent: f64, offset: f64) -> Self {
+        Self::new((0..n).map(|r| 1.0 / (r as f64 + 1.0 + offset).powf(exponent)))
     }
 
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> usize {

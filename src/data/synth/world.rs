@@ -83,7 +83,7 @@ fn noise_order(first: &[u32], real: usize, total: usize, rng: &mut rand_chacha::
     let mut tail: Vec<u32> = (real as u32..total as u32).collect();
     tail.shuffle(rng);
     order.extend(tail);
-    let weights = Weighted::zipf(order.len(), 1.05);
+    let weights = Weighted::zipf(order.len(), 1.05, 2.0);
     (order, weights)
 }
 
@@ -127,7 +127,7 @@ impl World {
         let procedure_noise = noise_order(&general_px, catalogue.real_procedures, catalogue.procedures.len(), &mut rng);
         let ward_drugs: Vec<u32> = catalogue.background.iter().map(|b| b.0).collect();
         let drug_noise = noise_order(&ward_drugs, catalogue.real_drugs, catalogue.drugs.len(), &mut rng);
-        let comorbidity = Weighted::zipf(general_dx.len(), 1.0);
+        let comorbidity = Weighted::zipf(general_dx.len(), 0.7, 0.0);
         let ddi_pairs = ddi_pairs(&catalogue, cfg.drugs.ddi_density, &mut rng);
         let marginal = |values: &[(&str, f64)]| Weighted::new(values.iter().map(|v| v.1));
         Ok(Self {
