@@ -173,7 +173,8 @@ fn shape_is_realistic() {
     assert_eq!(hadm.len(), admissions.rows.len(), "HADM_IDs are unique");
 
     let per_admission = |table: &str| Table::read(&out.join(format!("{table}.csv.gz"))).rows.len() as f64 / n_adm;
-    let (dx, px, rx) = (per_admission("DIAGNOSES_ICD"), per_admission("PROCEDURES_ICD"), per_admission("PRESCRIPTIONS"));
+    let (dx, px, rx) =
+        (per_admission("DIAGNOSES_ICD"), per_admission("PROCEDURES_ICD"), per_admission("PRESCRIPTIONS"));
     assert!((10.0..=15.0).contains(&dx), "diagnoses per admission {dx}");
     assert!((3.0..=5.0).contains(&px), "procedures per admission {px}");
     assert!((15.0..=30.0).contains(&rx), "prescription rows per admission {rx}");
@@ -213,7 +214,8 @@ fn dirty_rows_are_present() {
         assert!(adm.values(field).any(|v| !v.is_empty()), "present {field}");
     }
     // A few diagnosis codes have no title in the dictionary, as in real MIMIC-III.
-    let titled: HashSet<String> = Table::read(&out.join("D_ICD_DIAGNOSES.csv.gz")).values("ICD9_CODE").map(String::from).collect();
+    let titled: HashSet<String> =
+        Table::read(&out.join("D_ICD_DIAGNOSES.csv.gz")).values("ICD9_CODE").map(String::from).collect();
     let dx = Table::read(&out.join("DIAGNOSES_ICD.csv.gz"));
     let used: HashSet<&str> = dx.values("ICD9_CODE").filter(|c| !c.is_empty()).collect();
     let untitled = used.iter().filter(|c| !titled.contains(**c)).count();
@@ -290,8 +292,11 @@ fn mimic4_mixes_icd9_and_icd10_consistently() {
 #[test]
 fn chronic_drugs_persist_across_admissions() {
     let (_tmp, out) = cohort(Flavor::Mimic3, 500, 11);
-    let map: HashMap<String, String> =
-        Table::read(&out.join("aux/drug_map.csv")).rows.into_iter().map(|r| (r[0].clone(), r[1][..4].to_string())).collect();
+    let map: HashMap<String, String> = Table::read(&out.join("aux/drug_map.csv"))
+        .rows
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1][..4].to_string()))
+        .collect();
     let rx = Table::read(&out.join("PRESCRIPTIONS.csv.gz"));
     let mut meds: HashMap<&str, HashSet<&str>> = HashMap::new();
     for (hadm, ndc) in rx.values("HADM_ID").zip(rx.values("NDC")) {
@@ -378,5 +383,8 @@ fn shared_data_mimic3_columns_match_the_real_demo() {
     let real_adm = Table::read(&demo.join("ADMISSIONS.csv.gz"));
     let ours_adm = Table::read(&out.join("ADMISSIONS.csv.gz"));
     let shape = |s: &str| s.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect::<String>();
-    assert_eq!(shape(real_adm.values("admittime").next().unwrap()), shape(ours_adm.values("ADMITTIME").next().unwrap()));
+    assert_eq!(
+        shape(real_adm.values("admittime").next().unwrap()),
+        shape(ours_adm.values("ADMITTIME").next().unwrap())
+    );
 }

@@ -139,13 +139,18 @@ fn parse_sex(s: &str) -> Option<SexPreference> {
 fn parse_atc() -> Result<(BTreeMap<String, String>, Vec<Drug>, usize)> {
     let mut names = BTreeMap::new();
     for (i, line) in ATC_TEXT.lines().enumerate().filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty()) {
-        let (code, name) = line.split_once('\t').with_context(|| format!("atc.txt:{}: expected CODE<TAB>name", i + 1))?;
+        let (code, name) =
+            line.split_once('\t').with_context(|| format!("atc.txt:{}: expected CODE<TAB>name", i + 1))?;
         ensure!(matches!(code.len(), 1 | 3 | 4 | 5 | 7), "atc.txt:{}: {code:?} is no ATC code length", i + 1);
         ensure!(names.insert(code.to_string(), name.to_string()).is_none(), "atc.txt:{}: duplicate {code}", i + 1);
     }
     for code in names.keys() {
         for level in [1, 3, 4, 5] {
-            ensure!(level >= code.len() || names.contains_key(&code[..level]), "atc.txt: {code} has no parent {}", &code[..level]);
+            ensure!(
+                level >= code.len() || names.contains_key(&code[..level]),
+                "atc.txt: {code} has no parent {}",
+                &code[..level]
+            );
         }
     }
     let real: Vec<Drug> =
@@ -167,7 +172,8 @@ impl Catalogue {
     /// real procedure, drawn from `rng`.
     pub fn build(rng: &mut ChaCha8Rng, dx_tail: usize, px_tail: usize, untitled_share: f64) -> Result<Self> {
         let (atc_names, drugs, real_drugs) = parse_atc()?;
-        let drug_index: HashMap<&str, u32> = drugs.iter().enumerate().map(|(i, d)| (d.atc.as_str(), i as u32)).collect();
+        let drug_index: HashMap<&str, u32> =
+            drugs.iter().enumerate().map(|(i, d)| (d.atc.as_str(), i as u32)).collect();
         let mut diagnoses: Vec<Concept> = Vec::new();
         let mut procedures: Vec<Concept> = Vec::new();
         let mut blocks: Vec<Condition> = Vec::new();
@@ -201,10 +207,22 @@ impl Catalogue {
                     let list = if kind == "dx" { &mut diagnoses } else { &mut procedures };
                     let f: Vec<&str> = rest.split('|').map(str::trim).collect();
                     let index = match f.len() {
-                        1 => list.iter().position(|c| c.icd9 == f[0]).with_context(|| format!("{}: {} not defined earlier", at(), f[0]))?,
+                        1 => list
+                            .iter()
+                            .position(|c| c.icd9 == f[0])
+                            .with_context(|| format!("{}: {} not defined earlier", at(), f[0]))?,
                         4 => {
-                            ensure!(!list.iter().any(|c| c.icd9 == f[0] || c.icd10 == f[3]), "{}: {} defined twice", at(), f[0]);
-                            ensure!(f[1].len() <= SHORT_TITLE_LEN, "{}: short title over {SHORT_TITLE_LEN} characters", at());
+                            ensure!(
+                                !list.iter().any(|c| c.icd9 == f[0] || c.icd10 == f[3]),
+                                "{}: {} defined twice",
+                                at(),
+                                f[0]
+                            );
+                            ensure!(
+                                f[1].len() <= SHORT_TITLE_LEN,
+                                "{}: short title over {SHORT_TITLE_LEN} characters",
+                                at()
+                            );
                             list.push(Concept {
                                 icd9: f[0].into(),
                                 short_title: f[1].into(),
@@ -228,17 +246,21 @@ impl Catalogue {
                     if kind == "chronic" { &mut block.chronic } else { &mut block.acute }.extend(ids);
                 }
                 "bg" => {
-                    let (atc, rate) = rest.split_once(' ').with_context(|| format!("{}: expected `bg ATC rate`", at()))?;
+                    let (atc, rate) =
+                        rest.split_once(' ').with_context(|| format!("{}: expected `bg ATC rate`", at()))?;
                     let id = *drug_index.get(atc.trim()).with_context(|| format!("{}: unknown ATC {atc}", at()))?;
-                    background.push((id, rate.trim().parse::<f64>().with_context(|| format!("{}: rate {rate:?}", at()))?));
+                    background
+                        .push((id, rate.trim().parse::<f64>().with_context(|| format!("{}: rate {rate:?}", at()))?));
                 }
                 _ => bail!("{}: unknown line kind {kind:?}", at()),
             }
         }
         ensure!(blocks.len() > 1 && blocks[0].label == "general", "conditions.txt: the first block must be `general`");
         let (real_diagnoses, real_procedures) = (diagnoses.len(), procedures.len());
-        let dx_children = grow_tails(&mut diagnoses, rng, dx_tail, untitled_share, dx9_sibling, dx10_sibling, &DIAGNOSIS_QUALIFIERS);
-        let px_children = grow_tails(&mut procedures, rng, px_tail, untitled_share, px9_sibling, pcs_sibling, &PROCEDURE_QUALIFIERS);
+        let dx_children =
+            grow_tails(&mut diagnoses, rng, dx_tail, untitled_share, dx9_sibling, dx10_sibling, &DIAGNOSIS_QUALIFIERS);
+        let px_children =
+            grow_tails(&mut procedures, rng, px_tail, untitled_share, px9_sibling, pcs_sibling, &PROCEDURE_QUALIFIERS);
         for block in &mut blocks {
             block.diagnoses = with_tails(&block.diagnoses, &dx_children);
             block.procedures = with_tails(&block.procedures, &px_children);
@@ -265,7 +287,9 @@ fn with_tails(real: &[(u32, f64)], children: &[Vec<u32>]) -> Vec<(u32, f64)> {
     for &(parent, weight) in real {
         let kids = &children[parent as usize];
         let harmonic: f64 = (1..=kids.len()).map(|k| 1.0 / k as f64).sum();
-        out.extend(kids.iter().enumerate().map(|(k, &c)| (c, weight * TAIL_WEIGHT_SHARE / ((k + 1) as f64 * harmonic))));
+        out.extend(
+            kids.iter().enumerate().map(|(k, &c)| (c, weight * TAIL_WEIGHT_SHARE / ((k + 1) as f64 * harmonic))),
+        );
     }
     out
 }
@@ -293,11 +317,14 @@ fn grow_tails(
                 (0..40).map(|_| make(code, rng)).find(|c| used.insert(c.clone()))
             };
             let (p9, p10) = (list[parent].icd9.clone(), list[parent].icd10.clone());
-            let (Some(icd9), Some(icd10)) = (fresh(&mut used9, sibling9, &p9, rng), fresh(&mut used10, sibling10, &p10, rng)) else {
+            let (Some(icd9), Some(icd10)) =
+                (fresh(&mut used9, sibling9, &p9, rng), fresh(&mut used10, sibling10, &p10, rng))
+            else {
                 continue;
             };
             let (q_short, q_long) = qualifiers[rng.random_range(0..qualifiers.len())];
-            let short: String = format!("{} {q_short}", list[parent].short_title).chars().take(SHORT_TITLE_LEN).collect();
+            let short: String =
+                format!("{} {q_short}", list[parent].short_title).chars().take(SHORT_TITLE_LEN).collect();
             list.push(Concept {
                 icd9,
                 short_title: short.trim_end().to_string(),
@@ -361,7 +388,10 @@ mod tests {
         assert!(cat.diagnoses.len() > 2000, "{}", cat.diagnoses.len());
         assert!(cat.procedures.len() > 250, "{}", cat.procedures.len());
         assert!(cat.diagnoses.iter().all(|c| c.short_title.len() <= SHORT_TITLE_LEN));
-        assert!(cat.procedures.iter().all(|c| c.icd10.len() == 7 && c.icd10.bytes().all(|b| PCS_ALPHABET.contains(&b))));
+        assert!(cat
+            .procedures
+            .iter()
+            .all(|c| c.icd10.len() == 7 && c.icd10.bytes().all(|b| PCS_ALPHABET.contains(&b))));
         // The 4-character (ATC level 3) groups the brief asks for: about 100-150.
         let atc3: HashSet<_> = cat.drugs.iter().map(|d| &d.atc[..4]).collect();
         assert!((100..=150).contains(&atc3.len()), "{}", atc3.len());

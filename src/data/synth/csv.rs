@@ -25,7 +25,8 @@ impl Table {
     pub fn create(path: &Path, columns: &[&str], quote_text: bool, level: u32) -> Result<Self> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let out = GzEncoder::new(BufWriter::with_capacity(1 << 20, file), Compression::new(level));
-        let mut table = Self { path: path.to_path_buf(), out, line: Vec::with_capacity(512), fields: 0, quote_text, rows: 0 };
+        let mut table =
+            Self { path: path.to_path_buf(), out, line: Vec::with_capacity(512), fields: 0, quote_text, rows: 0 };
         for c in columns {
             table.text(c);
         }

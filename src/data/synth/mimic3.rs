@@ -4,7 +4,9 @@ use super::csv::Table;
 use super::dates::MINUTES_PER_DAY;
 use super::model::{NdcState, Patient, DIED, EMPTY_CODE, NEWBORN};
 use super::products::format_number;
-use super::profile::{admission_location, admission_type, died_location, discharge_location, profile_fields, NEWBORN_ADMISSION};
+use super::profile::{
+    admission_location, admission_type, died_location, discharge_location, profile_fields, NEWBORN_ADMISSION,
+};
 use super::sampling::mix;
 use super::world::World;
 use super::{Flavor, TableJob};
@@ -25,9 +27,25 @@ const FLAVOR: Flavor = Flavor::Mimic3;
 
 fn admissions(world: &World, patients: &[Patient], path: &Path, level: u32) -> Result<u64> {
     let columns = [
-        "ROW_ID", "SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME", "ADMISSION_TYPE", "ADMISSION_LOCATION",
-        "DISCHARGE_LOCATION", "INSURANCE", "LANGUAGE", "RELIGION", "MARITAL_STATUS", "ETHNICITY", "EDREGTIME", "EDOUTTIME",
-        "DIAGNOSIS", "HOSPITAL_EXPIRE_FLAG", "HAS_CHARTEVENTS_DATA",
+        "ROW_ID",
+        "SUBJECT_ID",
+        "HADM_ID",
+        "ADMITTIME",
+        "DISCHTIME",
+        "DEATHTIME",
+        "ADMISSION_TYPE",
+        "ADMISSION_LOCATION",
+        "DISCHARGE_LOCATION",
+        "INSURANCE",
+        "LANGUAGE",
+        "RELIGION",
+        "MARITAL_STATUS",
+        "ETHNICITY",
+        "EDREGTIME",
+        "EDOUTTIME",
+        "DIAGNOSIS",
+        "HOSPITAL_EXPIRE_FLAG",
+        "HAS_CHARTEVENTS_DATA",
     ];
     let mut t = Table::create(path, &columns, true, level)?;
     let fields = profile_fields(FLAVOR);
@@ -38,9 +56,17 @@ fn admissions(world: &World, patients: &[Patient], path: &Path, level: u32) -> R
             let died = v.discharge_location == DIED;
             t.int(row).int(p.subject_id).int(v.hadm_id).datetime(v.admit).datetime(v.discharge);
             t.opt_datetime(died.then_some(v.discharge));
-            t.text(if v.admission_type == NEWBORN { NEWBORN_ADMISSION } else { admission_type(FLAVOR).values[v.admission_type as usize].0 });
+            t.text(if v.admission_type == NEWBORN {
+                NEWBORN_ADMISSION
+            } else {
+                admission_type(FLAVOR).values[v.admission_type as usize].0
+            });
             t.text(admission_location(FLAVOR)[v.admission_location as usize].0);
-            t.text(if died { died_location(FLAVOR) } else { discharge_location(FLAVOR)[v.discharge_location as usize].0 });
+            t.text(if died {
+                died_location(FLAVOR)
+            } else {
+                discharge_location(FLAVOR)[v.discharge_location as usize].0
+            });
             for (field, value) in fields.iter().zip(&p.profile) {
                 t.opt_text(value.map(|i| field.values[i as usize].0));
             }
@@ -112,9 +138,25 @@ pub fn dose_multiple(row: u64) -> f64 {
 
 fn prescriptions(world: &World, patients: &[Patient], path: &Path, level: u32) -> Result<u64> {
     let columns = [
-        "ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "STARTDATE", "ENDDATE", "DRUG_TYPE", "DRUG", "DRUG_NAME_POE",
-        "DRUG_NAME_GENERIC", "FORMULARY_DRUG_CD", "GSN", "NDC", "PROD_STRENGTH", "DOSE_VAL_RX", "DOSE_UNIT_RX",
-        "FORM_VAL_DISP", "FORM_UNIT_DISP", "ROUTE",
+        "ROW_ID",
+        "SUBJECT_ID",
+        "HADM_ID",
+        "ICUSTAY_ID",
+        "STARTDATE",
+        "ENDDATE",
+        "DRUG_TYPE",
+        "DRUG",
+        "DRUG_NAME_POE",
+        "DRUG_NAME_GENERIC",
+        "FORMULARY_DRUG_CD",
+        "GSN",
+        "NDC",
+        "PROD_STRENGTH",
+        "DOSE_VAL_RX",
+        "DOSE_UNIT_RX",
+        "FORM_VAL_DISP",
+        "FORM_UNIT_DISP",
+        "ROUTE",
     ];
     let mut t = Table::create(path, &columns, true, level)?;
     let day = |m: i64| m.div_euclid(MINUTES_PER_DAY) * MINUTES_PER_DAY;

@@ -48,9 +48,22 @@ fn code_of(c: &Concept, icd10: bool) -> (&str, u64) {
 
 fn admissions(_: &World, patients: &[Patient], path: &Path, level: u32) -> Result<u64> {
     let columns = [
-        "subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type", "admit_provider_id",
-        "admission_location", "discharge_location", "insurance", "language", "marital_status", "race", "edregtime",
-        "edouttime", "hospital_expire_flag",
+        "subject_id",
+        "hadm_id",
+        "admittime",
+        "dischtime",
+        "deathtime",
+        "admission_type",
+        "admit_provider_id",
+        "admission_location",
+        "discharge_location",
+        "insurance",
+        "language",
+        "marital_status",
+        "race",
+        "edregtime",
+        "edouttime",
+        "hospital_expire_flag",
     ];
     let mut t = Table::create(path, &columns, false, level)?;
     let fields = profile_fields(FLAVOR);
@@ -61,7 +74,11 @@ fn admissions(_: &World, patients: &[Patient], path: &Path, level: u32) -> Resul
             t.opt_datetime(died.then_some(v.discharge));
             t.text(admission_type(FLAVOR).values[v.admission_type as usize].0).text(&provider(v.hadm_id));
             t.text(admission_location(FLAVOR)[v.admission_location as usize].0);
-            t.text(if died { died_location(FLAVOR) } else { discharge_location(FLAVOR)[v.discharge_location as usize].0 });
+            t.text(if died {
+                died_location(FLAVOR)
+            } else {
+                discharge_location(FLAVOR)[v.discharge_location as usize].0
+            });
             for (field, value) in fields.iter().zip(&p.profile) {
                 t.opt_text(value.map(|i| field.values[i as usize].0));
             }
@@ -126,9 +143,27 @@ fn procedures(world: &World, patients: &[Patient], path: &Path, level: u32) -> R
 
 fn prescriptions(world: &World, patients: &[Patient], path: &Path, level: u32) -> Result<u64> {
     let columns = [
-        "subject_id", "hadm_id", "pharmacy_id", "poe_id", "poe_seq", "order_provider_id", "starttime", "stoptime",
-        "drug_type", "drug", "formulary_drug_cd", "gsn", "ndc", "prod_strength", "form_rx", "dose_val_rx", "dose_unit_rx",
-        "form_val_disp", "form_unit_disp", "doses_per_24_hrs", "route",
+        "subject_id",
+        "hadm_id",
+        "pharmacy_id",
+        "poe_id",
+        "poe_seq",
+        "order_provider_id",
+        "starttime",
+        "stoptime",
+        "drug_type",
+        "drug",
+        "formulary_drug_cd",
+        "gsn",
+        "ndc",
+        "prod_strength",
+        "form_rx",
+        "dose_val_rx",
+        "dose_unit_rx",
+        "form_val_disp",
+        "form_unit_disp",
+        "doses_per_24_hrs",
+        "route",
     ];
     let mut t = Table::create(path, &columns, false, level)?;
     let mut row = 0u64;
@@ -142,7 +177,9 @@ fn prescriptions(world: &World, patients: &[Patient], path: &Path, level: u32) -
                 t.int(p.subject_id).int(v.hadm_id).int(permute(row - 1, 100_000_000.max(row), 0x5048_4152));
                 if ordered {
                     poe_seq += 1;
-                    t.text(&format!("{}-{poe_seq}", p.subject_id)).int(poe_seq).text(&provider(mix(v.hadm_id, poe_seq)));
+                    t.text(&format!("{}-{poe_seq}", p.subject_id))
+                        .int(poe_seq)
+                        .text(&provider(mix(v.hadm_id, poe_seq)));
                 } else {
                     t.empty().empty().empty();
                 }

@@ -195,9 +195,12 @@ impl SynthConfig {
             !self.latent.conditions_weights.is_empty() && self.latent.conditions_weights.len() <= 3,
             "latent.conditions_weights needs 1 to 3 entries (patients have 1-3 conditions)"
         );
-        for (name, [lo, hi]) in
-            [("diagnoses.primary", self.diagnoses.primary), ("diagnoses.secondary", self.diagnoses.secondary), ("diagnoses.noise", self.diagnoses.noise), ("procedures.primary", self.procedures.primary)]
-        {
+        for (name, [lo, hi]) in [
+            ("diagnoses.primary", self.diagnoses.primary),
+            ("diagnoses.secondary", self.diagnoses.secondary),
+            ("diagnoses.noise", self.diagnoses.noise),
+            ("procedures.primary", self.procedures.primary),
+        ] {
             ensure!(lo <= hi, "{name} = [{lo}, {hi}]: expected [low, high] with low <= high");
         }
         Ok(())
@@ -266,7 +269,12 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     }
     progress::say(format!(
         "  codes: {} diagnoses, {} procedures, {} ATC-5 ({} products, {} mapped NDCs), {} DDI pairs",
-        summary.diagnosis_codes, summary.procedure_codes, summary.atc5_codes, summary.products, summary.mapped_products, summary.ddi_pairs
+        summary.diagnosis_codes,
+        summary.procedure_codes,
+        summary.atc5_codes,
+        summary.products,
+        summary.mapped_products,
+        summary.ddi_pairs
     ));
     Ok(())
 }
@@ -312,7 +320,8 @@ pub fn write_cohort(cfg: &SynthConfig, out: &Path) -> Result<CohortSummary> {
     let jobs = match cfg.flavor {
         Flavor::Mimic3 => mimic3::JOBS,
         Flavor::Mimic4 => {
-            std::fs::create_dir_all(root.join("hosp")).with_context(|| format!("creating {}", root.join("hosp").display()))?;
+            std::fs::create_dir_all(root.join("hosp"))
+                .with_context(|| format!("creating {}", root.join("hosp").display()))?;
             mimic4::JOBS
         }
     };
@@ -321,7 +330,9 @@ pub fn write_cohort(cfg: &SynthConfig, out: &Path) -> Result<CohortSummary> {
             .iter()
             .map(|&(name, job)| {
                 let (world, patients) = (&world, &patients);
-                scope.spawn(move || job(world, patients, &root.join(name), cfg.gzip_level).map(|rows| (name.to_string(), rows)))
+                scope.spawn(move || {
+                    job(world, patients, &root.join(name), cfg.gzip_level).map(|rows| (name.to_string(), rows))
+                })
             })
             .collect();
         let aux = aux_files::write_aux(&world, &root.join("aux"));

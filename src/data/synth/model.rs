@@ -123,7 +123,9 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         .collect();
     let mut conditions = Vec::new();
     if newborn {
-        conditions.push(cat.conditions.iter().position(|c| c.age == AgePreference::Newborn).expect("a newborn condition") as u16);
+        conditions
+            .push(cat.conditions.iter().position(|c| c.age == AgePreference::Newborn).expect("a newborn condition")
+                as u16);
     }
     let wanted = if newborn { 2 } else { 1 + Weighted::new(cfg.latent.conditions_weights.iter().copied()).sample(rng) };
     while conditions.len() < wanted {
@@ -147,9 +149,8 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         profile.push((!chance(rng, missing)).then_some(value));
     }
 
-    let comorbidities: Vec<u32> = (0..cfg.latent.comorbidities)
-        .map(|_| world.general_diagnosis(world.comorbidity.sample(rng)))
-        .collect();
+    let comorbidities: Vec<u32> =
+        (0..cfg.latent.comorbidities).map(|_| world.general_diagnosis(world.comorbidity.sample(rng))).collect();
     // The chronic regimen: fixed per patient, so it recurs across admissions.
     let mut regimen = Vec::new();
     for &c in &conditions {
@@ -171,7 +172,8 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         Flavor::Mimic3 => rng.random_range(2100..2200),
         Flavor::Mimic4 => rng.random_range(2110..2187),
     };
-    let mut admit = (days_from_civil(first_year, 1, 1) + rng.random_range(0..365)) * MINUTES_PER_DAY + rng.random_range(0..MINUTES_PER_DAY);
+    let mut admit = (days_from_civil(first_year, 1, 1) + rng.random_range(0..365)) * MINUTES_PER_DAY
+        + rng.random_range(0..MINUTES_PER_DAY);
     let mut visits = Vec::new();
     for v in 0..n_visits {
         if v > 0 {
@@ -183,21 +185,28 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         } else {
             // Later admissions: any condition but the newborn one, the main one twice as likely.
             let start = usize::from(newborn);
-            conditions[start + Weighted::new((start..conditions.len()).map(|k| if k == 0 { 2.0 } else { 1.0 })).sample(rng)] as usize
+            conditions
+                [start + Weighted::new((start..conditions.len()).map(|k| if k == 0 { 2.0 } else { 1.0 })).sample(rng)]
+                as usize
         };
         let real_year = ANCHOR_YEAR_GROUPS[anchor_year_group].1 + anchor_offset + (year_of(admit) - first_year);
         let icd10 = world.flavor == Flavor::Mimic4 && (real_year >= 2016 || (real_year == 2015 && chance(rng, 0.25)));
-        visits.push(draw_visit(world, cfg, rng, VisitContext {
-            newborn_visit: newborn && v == 0,
-            conditions: &conditions,
-            primary,
-            comorbidities: &comorbidities,
-            regimen: &regimen,
-            bucket,
-            male,
-            admit,
-            icd10,
-        }));
+        visits.push(draw_visit(
+            world,
+            cfg,
+            rng,
+            VisitContext {
+                newborn_visit: newborn && v == 0,
+                conditions: &conditions,
+                primary,
+                comorbidities: &comorbidities,
+                regimen: &regimen,
+                bucket,
+                male,
+                admit,
+                icd10,
+            },
+        ));
     }
 
     let death_risk = cfg.visits.death_in_hospital * [0.5, 1.0, 1.5][bucket];
@@ -267,13 +276,15 @@ fn push_distinct(out: &mut Vec<u32>, n: u32, rng: &mut ChaCha8Rng, draw: impl Fn
 fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: VisitContext) -> Visit {
     let cat = &world.catalogue;
     let primary = &cat.conditions[ctx.primary];
-    let los_days = if ctx.newborn_visit { rng.random_range(2.0..4.0) } else { (1.5 + 0.7 * normal(rng)).exp().clamp(1.0, 60.0) };
+    let los_days =
+        if ctx.newborn_visit { rng.random_range(2.0..4.0) } else { (1.5 + 0.7 * normal(rng)).exp().clamp(1.0, 60.0) };
     let discharge = ctx.admit + (los_days * MINUTES_PER_DAY as f64) as i64;
 
     // Diagnoses: the primary condition's codes first (SEQ_NUM 1 is the principal diagnosis), then the
     // other conditions', the patient's recurring comorbidities and Zipf noise.
     let mut diagnoses = Vec::new();
-    let cond_dx = |c: usize| move |rng: &mut ChaCha8Rng| cat.conditions[c].diagnoses[world.condition_diagnoses[c].sample(rng)].0;
+    let cond_dx =
+        |c: usize| move |rng: &mut ChaCha8Rng| cat.conditions[c].diagnoses[world.condition_diagnoses[c].sample(rng)].0;
     push_distinct(&mut diagnoses, between(rng, cfg.diagnoses.primary), rng, cond_dx(ctx.primary));
     let primary_count = diagnoses.len();
     for &c in ctx.conditions.iter().filter(|&&c| c as usize != ctx.primary) {
@@ -299,7 +310,9 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
             let draw = |rng: &mut ChaCha8Rng| primary.procedures[world.condition_procedures[ctx.primary].sample(rng)].0;
             push_distinct(&mut procedures, between(rng, cfg.procedures.primary), rng, draw);
         }
-        for (rank, &(code, _)) in cat.general.procedures.iter().take_while(|p| (p.0 as usize) < cat.real_procedures).enumerate() {
+        for (rank, &(code, _)) in
+            cat.general.procedures.iter().take_while(|p| (p.0 as usize) < cat.real_procedures).enumerate()
+        {
             if chance(rng, cfg.procedures.ward_rate / (rank + 1) as f64) && !procedures.contains(&code) {
                 procedures.push(code);
             }
@@ -351,7 +364,8 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
         let rows = (1 + geometric(rng, cfg.drugs.extra_rows_mean)).min(5);
         for _ in 0..rows {
             let product = world.products_of[d as usize][world.product_choice[d as usize].sample(rng)];
-            let start = (admit_day + rng.random_range(0..=stay_days)) * MINUTES_PER_DAY + rng.random_range(0..MINUTES_PER_DAY);
+            let start =
+                (admit_day + rng.random_range(0..=stay_days)) * MINUTES_PER_DAY + rng.random_range(0..MINUTES_PER_DAY);
             let stop = start + rng.random_range(1..=5) * MINUTES_PER_DAY;
             let ndc = if chance(rng, cfg.drugs.ndc_zero_share) {
                 NdcState::Zero
@@ -360,7 +374,13 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
             } else {
                 NdcState::Kept
             };
-            prescriptions.push(Prescription { product, start, stop, ndc, in_icu: !chance(rng, cfg.drugs.icustay_missing_share) });
+            prescriptions.push(Prescription {
+                product,
+                start,
+                stop,
+                ndc,
+                in_icu: !chance(rng, cfg.drugs.icustay_missing_share),
+            });
         }
     }
     prescriptions.sort_by_key(|p| p.start);
@@ -408,10 +428,8 @@ pub fn assign_admission_ids(patients: &mut [Patient], flavor: Flavor, seed: u64)
         Flavor::Mimic4 => (20_000_000, 10_000_000),
     };
     let range = total.max(span);
-    let mut g = 0;
-    for visit in patients.iter_mut().flat_map(|p| p.visits.iter_mut()) {
-        visit.hadm_id = base + permute(g, range, seed ^ 0x4841_444d);
-        visit.icustay_id = 2 * base + permute(g, range, seed ^ 0x4943_5553);
-        g += 1;
+    for (g, visit) in patients.iter_mut().flat_map(|p| p.visits.iter_mut()).enumerate() {
+        visit.hadm_id = base + permute(g as u64, range, seed ^ 0x4841_444d);
+        visit.icustay_id = 2 * base + permute(g as u64, range, seed ^ 0x4943_5553);
     }
 }

@@ -138,8 +138,8 @@ fn display_name(drug: &Drug) -> String {
 
 /// Labeler prefixes of real US NDCs, so codes look like the ones in MIMIC.
 const LABELERS: [&str; 24] = [
-    "00904", "00121", "00338", "51079", "00074", "63323", "00409", "00054", "00182", "68084", "00536", "00006", "00781",
-    "00093", "60505", "00172", "00378", "55390", "00264", "00143", "25021", "00641", "00310", "00087",
+    "00904", "00121", "00338", "51079", "00074", "63323", "00409", "00054", "00182", "68084", "00536", "00006",
+    "00781", "00093", "60505", "00172", "00378", "55390", "00264", "00143", "25021", "00641", "00310", "00087",
 ];
 
 /// One to three products per drug; `products_of[drug]` lists them, the most used first.
@@ -177,7 +177,12 @@ pub fn build_products(drugs: &[Drug], rng: &mut ChaCha8Rng, unmapped_share: f64)
             products.push(Product {
                 drug: d as u32,
                 generic: if injectable { format!("{display} (Injection)") } else { display.clone() },
-                formulary_code: format!("{}{}{}", letters.to_uppercase(), format_number(value), if injectable { "I" } else { "" }),
+                formulary_code: format!(
+                    "{}{}{}",
+                    letters.to_uppercase(),
+                    format_number(value),
+                    if injectable { "I" } else { "" }
+                ),
                 gsn: format!("{:06}", (products.len() as u64 * 7919 + 1031) % 1_000_000),
                 ndc,
                 strength,

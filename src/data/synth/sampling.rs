@@ -85,7 +85,8 @@ pub fn permute(index: u64, range: u64, key: u64) -> u64 {
     loop {
         let (mut left, mut right) = (x >> bits, x & mask);
         for round in 0..4u64 {
-            let f = crate::nn::rng::fnv1a(&[right.to_le_bytes(), key.to_le_bytes(), round.to_le_bytes()].concat()) & mask;
+            let f =
+                crate::nn::rng::fnv1a(&[right.to_le_bytes(), key.to_le_bytes(), round.to_le_bytes()].concat()) & mask;
             (left, right) = (right, left ^ f);
         }
         x = (left << bits) | right;

@@ -91,10 +91,15 @@ impl World {
     pub fn build(cfg: &SynthConfig) -> Result<Self> {
         let flavor = cfg.flavor;
         let mut rng = stream(cfg.seed, WORLD_STREAM);
-        let catalogue =
-            Catalogue::build(&mut rng, cfg.diagnoses.tail_per_code, cfg.procedures.tail_per_code, cfg.diagnoses.untitled_share)?;
+        let catalogue = Catalogue::build(
+            &mut rng,
+            cfg.diagnoses.tail_per_code,
+            cfg.procedures.tail_per_code,
+            cfg.diagnoses.untitled_share,
+        )?;
         let (products, products_of) = build_products(&catalogue.drugs, &mut rng, cfg.drugs.unmapped_product_share);
-        let product_choice = products_of.iter().map(|ps| Weighted::new((0..ps.len()).map(|k| if k == 0 { 3.0 } else { 1.0 }))).collect();
+        let product_choice =
+            products_of.iter().map(|ps| Weighted::new((0..ps.len()).map(|k| if k == 0 { 3.0 } else { 1.0 }))).collect();
         let drug_modifier = (0..catalogue.drugs.len())
             .map(|_| {
                 let age = match rng.random_range(0..10) {
@@ -119,10 +124,19 @@ impl World {
         let admission_preference = conditions.iter().map(|_| lean(admission_type(flavor).values)).collect();
         let weights_of = |codes: &[(u32, f64)]| Weighted::new(codes.iter().map(|c| c.1));
         let condition_diagnoses = conditions.iter().map(|c| weights_of(&c.diagnoses)).collect();
-        let condition_procedures =
-            conditions.iter().map(|c| if c.procedures.is_empty() { Weighted::new([1.0]) } else { weights_of(&c.procedures) }).collect();
-        let general_dx: Vec<u32> = catalogue.general.diagnoses.iter().take(catalogue.general.real_diagnoses).map(|c| c.0).collect();
-        let general_px: Vec<u32> = catalogue.general.procedures.iter().map(|c| c.0).filter(|&c| (c as usize) < catalogue.real_procedures).collect();
+        let condition_procedures = conditions
+            .iter()
+            .map(|c| if c.procedures.is_empty() { Weighted::new([1.0]) } else { weights_of(&c.procedures) })
+            .collect();
+        let general_dx: Vec<u32> =
+            catalogue.general.diagnoses.iter().take(catalogue.general.real_diagnoses).map(|c| c.0).collect();
+        let general_px: Vec<u32> = catalogue
+            .general
+            .procedures
+            .iter()
+            .map(|c| c.0)
+            .filter(|&c| (c as usize) < catalogue.real_procedures)
+            .collect();
         let diagnosis_noise = noise_order(&general_dx, catalogue.real_diagnoses, catalogue.diagnoses.len(), &mut rng);
         let procedure_noise = noise_order(&general_px, catalogue.real_procedures, catalogue.procedures.len(), &mut rng);
         let ward_drugs: Vec<u32> = catalogue.background.iter().map(|b| b.0).collect();
