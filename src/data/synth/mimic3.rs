@@ -3,7 +3,7 @@
 use super::csv::Table;
 use super::dates::MINUTES_PER_DAY;
 use super::model::{NdcState, Patient, DIED, EMPTY_CODE, NEWBORN};
-use super::products::format_number;
+use super::products::{dose_multiple, format_number};
 use super::profile::{
     admission_location, admission_type, died_location, discharge_location, profile_fields, NEWBORN_ADMISSION,
 };
@@ -129,11 +129,6 @@ fn procedures(world: &World, patients: &[Patient], path: &Path, level: u32) -> R
         }
     }
     t.finish()
-}
-
-/// Dose multiples of a prescription row (derived from its row id).
-pub fn dose_multiple(row: u64) -> f64 {
-    [1.0, 1.0, 1.0, 2.0, 0.5][(mix(row, 3) % 5) as usize]
 }
 
 fn prescriptions(world: &World, patients: &[Patient], path: &Path, level: u32) -> Result<u64> {

@@ -4,9 +4,8 @@
 use super::catalogue::Concept;
 use super::csv::Table;
 use super::dates::MINUTES_PER_DAY;
-use super::mimic3::dose_multiple;
 use super::model::{NdcState, Patient, ANCHOR_YEAR_GROUPS, DIED, EMPTY_CODE};
-use super::products::format_number;
+use super::products::{dose_multiple, format_number};
 use super::profile::{admission_location, admission_type, died_location, discharge_location, profile_fields};
 use super::sampling::{mix, permute};
 use super::world::World;

@@ -258,7 +258,7 @@ struct VisitContext<'a> {
     icd10: bool,
 }
 
-/// Pushes draws from `dist` (mapped through `codes`) until `n` new distinct codes are in `out`.
+/// Pushes codes from `draw` until `n` new distinct ones are in `out` (giving up after `3n` draws).
 fn push_distinct(out: &mut Vec<u32>, n: u32, rng: &mut ChaCha8Rng, draw: impl Fn(&mut ChaCha8Rng) -> u32) {
     let mut added = 0;
     for _ in 0..3 * n {
@@ -431,5 +431,38 @@ pub fn assign_admission_ids(patients: &mut [Patient], flavor: Flavor, seed: u64)
     for (g, visit) in patients.iter_mut().flat_map(|p| p.visits.iter_mut()).enumerate() {
         visit.hadm_id = base + permute(g as u64, range, seed ^ 0x4841_444d);
         visit.icustay_id = 2 * base + permute(g as u64, range, seed ^ 0x4943_5553);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::sampling::stream;
+
+    /// Drug choice shifts with age: relative to the drugs the world makes lean to young patients,
+    /// old patients get the old-leaning drugs far more often than young patients do (a ratio of
+    /// ratios, so overall prescription volume per age group cancels out).
+    #[test]
+    fn age_shifts_drug_choice() {
+        let cfg = SynthConfig::default_config();
+        let world = World::build(&cfg).unwrap();
+        let leaning: Vec<i8> =
+            world.drug_modifier.iter().map(|m| (m[2][0] > m[0][0]) as i8 - (m[2][0] < m[0][0]) as i8).collect();
+        // Per age bucket: rows of [young-leaning, old-leaning] drugs.
+        let mut rows = [[0usize; 2]; 3];
+        for i in 0..1500 {
+            let p = draw_patient(&world, &cfg, i, &mut stream(cfg.seed, 1 + i as u64));
+            for rx in p.visits.iter().flat_map(|v| &v.prescriptions) {
+                match leaning[world.products[rx.product as usize].drug as usize] {
+                    -1 => rows[age_bucket(p.age)][0] += 1,
+                    1 => rows[age_bucket(p.age)][1] += 1,
+                    _ => {}
+                }
+            }
+        }
+        let old_over_young = |[young, old]: [usize; 2]| old as f64 / young as f64;
+        let (in_young, in_old) = (old_over_young(rows[0]), old_over_young(rows[2]));
+        // The leanings give (1.8 / 0.5)^2 = 13x between the buckets; drugs given regardless of age dilute it.
+        assert!(in_old > 3.0 * in_young, "old/young-leaning row ratio: young patients {in_young:.2}, old {in_old:.2}");
     }
 }

@@ -117,6 +117,11 @@ pub fn format_number(x: f64) -> String {
     }
 }
 
+/// Dose multiples of a prescription row (derived from its row id).
+pub fn dose_multiple(row: u64) -> f64 {
+    [1.0, 1.0, 1.0, 2.0, 0.5][(super::sampling::mix(row, 3) % 5) as usize]
+}
+
 /// "potassium chloride" → "Potassium Chloride"; ward names for the base solutions.
 fn display_name(drug: &Drug) -> String {
     match drug.atc.as_str() {
