@@ -85,7 +85,9 @@ fn patients(_: &World, patients: &[Patient], path: &Path, level: u32) -> Result<
         let first = p.visits[0].admit;
         // Patients over 89 get a date of birth 300 years earlier, as MIMIC-III hides their age.
         let years = i64::from(p.age) + if p.age > 89 { 300 } else { 0 };
-        let days_before = (years as f64 * 365.2425) as i64 + (mix(p.subject_id, 1) % 365) as i64;
+        // Newborns are born on their admission day; others some days before their birthday.
+        let days_before =
+            if p.age == 0 { 0 } else { (years as f64 * 365.2425) as i64 + (mix(p.subject_id, 1) % 365) as i64 };
         let dob = (first.div_euclid(MINUTES_PER_DAY) - days_before) * MINUTES_PER_DAY;
         let dod = p.death.map(|d| d.div_euclid(MINUTES_PER_DAY) * MINUTES_PER_DAY);
         let ssn = dod.filter(|_| !p.died_in_hospital || mix(p.subject_id, 2) % 10 < 7);
