@@ -256,6 +256,9 @@ impl Catalogue {
             }
         }
         ensure!(blocks.len() > 1 && blocks[0].label == "general", "conditions.txt: the first block must be `general`");
+        if let Some(empty) = blocks.iter().find(|b| b.diagnoses.is_empty()) {
+            bail!("conditions.txt: block {:?} has no diagnoses", empty.label);
+        }
         let (real_diagnoses, real_procedures) = (diagnoses.len(), procedures.len());
         let dx_children =
             grow_tails(&mut diagnoses, rng, dx_tail, untitled_share, dx9_sibling, dx10_sibling, &DIAGNOSIS_QUALIFIERS);
