@@ -33,9 +33,7 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 
 /// Applies one `a.b.c=value` override; the value is parsed as TOML, falling back to a plain string.
 fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<()> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| anyhow!("--set {assignment:?}: expected KEY=VALUE"))?;
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| anyhow!("--set {assignment:?}: expected KEY=VALUE"))?;
     let value = match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => t.remove("v").expect("key v parsed"),
         Err(_) => toml::Value::String(raw.to_string()),

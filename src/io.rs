@@ -38,7 +38,10 @@ impl AtomicFile {
 
     pub fn commit(mut self) -> Result<()> {
         let writer = self.writer.take().expect("writer present until commit");
-        let file = writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.tmp.display()))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", self.tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.tmp.display()))?;
         fs::rename(&self.tmp, &self.dest)
             .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.dest.display()))
@@ -140,9 +143,7 @@ pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
 /// Reads a whole JSON file; parse errors name the file, line and column.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line(), e.column(), e)
-    })
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line(), e.column(), e))
 }
 
 /// Iterates over a JSON Lines file, yielding `(line_number, value)`; blank lines are skipped and any
@@ -157,7 +158,13 @@ pub struct JsonLines<T> {
 
 impl<T: DeserializeOwned> JsonLines<T> {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self { path: path.to_path_buf(), reader: open_text(path)?, line_no: 0, buf: String::new(), _t: Default::default() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: open_text(path)?,
+            line_no: 0,
+            buf: String::new(),
+            _t: Default::default(),
+        })
     }
 }
 
@@ -176,7 +183,9 @@ impl<T: DeserializeOwned> Iterator for JsonLines<T> {
                         anyhow::anyhow!("{}:{}:{}: {}", self.path.display(), self.line_no, e.column(), e)
                     }))
                 }
-                Err(e) => return Some(Err(anyhow::anyhow!("{}:{}: read error: {e}", self.path.display(), self.line_no))),
+                Err(e) => {
+                    return Some(Err(anyhow::anyhow!("{}:{}: read error: {e}", self.path.display(), self.line_no)))
+                }
             }
         }
     }

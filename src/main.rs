@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use leader::{data, demo, eval, predict, progress, student, teacher};
 
 #[derive(Parser)]
-#[command(name = "leader", version, about = "LEADER medication recommendation: LLaMA teacher, distilled student, MIMIC tools")]
+#[command(
+    name = "leader",
+    version,
+    about = "LEADER medication recommendation: LLaMA teacher, distilled student, MIMIC tools"
+)]
 struct Cli {
     /// Hide progress bars and status lines.
     #[arg(long, global = true)]

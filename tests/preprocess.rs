@@ -67,9 +67,17 @@ fn cohort(dir: &Path) -> PathBuf {
          11,3,31,2140-01-01 00:00:00,Acetaminophen,1,n1\n12,3,31,2140-01-01 00:00:00,Acetaminophen,1,n1\n",
     );
     write(&raw, "D_ICD_DIAGNOSES.csv", "row_id,icd9_code,short_title,long_title\n1,4019,Hypertension NOS,Unspecified essential hypertension\n2,4280,CHF NOS,Congestive heart failure\n");
-    write(&raw, "D_ICD_PROCEDURES.csv", "row_id,icd9_code,short_title,long_title\n1,3893,Venous cath NEC,Venous catheterization\n");
+    write(
+        &raw,
+        "D_ICD_PROCEDURES.csv",
+        "row_id,icd9_code,short_title,long_title\n1,3893,Venous cath NEC,Venous catheterization\n",
+    );
     write(dir, "drug_map.csv", "ndc,atc\nn1,N02BE01\nn2,B01AB05\nn3,A02BC01\nn4,C0\n");
-    write(dir, "atc_names.csv", "atc_code,atc_name\nN02B,OTHER ANALGESICS AND ANTIPYRETICS\nN02B,duplicate name\nB01A,ANTITHROMBOTIC AGENTS\n");
+    write(
+        dir,
+        "atc_names.csv",
+        "atc_code,atc_name\nN02B,OTHER ANALGESICS AND ANTIPYRETICS\nN02B,duplicate name\nB01A,ANTITHROMBOTIC AGENTS\n",
+    );
     write(dir, "ddi.csv", "atc3_a,atc3_b\nB01A,N02B\nA02B,N02B\nX99X,N02B\n");
     raw
 }
@@ -99,7 +107,12 @@ fn all_records(out: &Path) -> Vec<Record> {
 }
 
 fn step<'a>(stats: &'a Stats, name: &str) -> &'a leader::data::preprocess::stats::FunnelStep {
-    stats.funnel.0.iter().find(|s| s.step.contains(name)).unwrap_or_else(|| panic!("no step {name}: {:?}", stats.funnel))
+    stats
+        .funnel
+        .0
+        .iter()
+        .find(|s| s.step.contains(name))
+        .unwrap_or_else(|| panic!("no step {name}: {:?}", stats.funnel))
 }
 
 #[test]
@@ -132,7 +145,11 @@ fn cohort_records_follow_time_order_profile_and_prompt() {
     // Prompt: each history visit with its own diagnoses, names where known, codes otherwise, never the labels.
     assert!(p1.prompt.contains("In visit 1, the patient had diagnoses: Hypertension NOS, 5849; procedures: Venous cath NEC; and was prescribed: other analgesics and antipyretics."), "{}", p1.prompt);
     assert!(p1.prompt.contains("In visit 2, the patient had diagnoses: Hypertension NOS, 25000;"), "{}", p1.prompt);
-    assert!(p1.prompt.contains("In the current visit, the patient has diagnoses: CHF NOS; procedures: 9904."), "{}", p1.prompt);
+    assert!(
+        p1.prompt.contains("In the current visit, the patient has diagnoses: CHF NOS; procedures: 9904."),
+        "{}",
+        p1.prompt
+    );
     assert!(p1.prompt.starts_with("Patient profile: age 50-59, gender female, insurance medicare, language engl, religion catholic, marital status married, ethnicity white."), "{}", p1.prompt);
     assert!(!p1.prompt.contains("A02B"), "labels leak into the prompt: {}", p1.prompt);
 
@@ -180,7 +197,11 @@ fn cohort_hadm_order_top_n_and_reference_min_visits() {
     let records = all_records(&out);
     assert_eq!(records.iter().map(|r| r.subject_id).collect::<Vec<_>>(), [1]);
     assert_eq!(records[0].visits.iter().map(|v| v.hadm_id).collect::<Vec<_>>(), [12, 13]);
-    assert_eq!(step(&stats, "most frequent").dropped["code outside the most frequent"], 3, "h12 B01A, h11 A02B, h21 B01A");
+    assert_eq!(
+        step(&stats, "most frequent").dropped["code outside the most frequent"],
+        3,
+        "h12 B01A, h11 A02B, h21 B01A"
+    );
 
     // min_visits = 2 keeps patient 1 only (3 admissions with prescriptions; patients 2 and 3 have one).
     cfg.medications.top_n = 300;
@@ -203,7 +224,9 @@ fn cohort_split_is_by_patient_and_seeded() {
     cfg.split.mode = SplitMode::Sequential;
     let out = dir.path().join("out");
     let stats = preprocess(&cfg, &inp, &out).unwrap();
-    let ids = |s: &str| read_records(&out.join(format!("{s}.jsonl"))).unwrap().iter().map(|r| r.subject_id).collect::<Vec<_>>();
+    let ids = |s: &str| {
+        read_records(&out.join(format!("{s}.jsonl"))).unwrap().iter().map(|r| r.subject_id).collect::<Vec<_>>()
+    };
     assert_eq!((ids("train"), ids("valid"), ids("test")), (vec![1], vec![], vec![2]));
     assert_eq!(stats.splits.values().sum::<usize>(), 2);
     assert!(!out.join("records.jsonl").exists());
@@ -247,10 +270,16 @@ fn ndc_rxcui_pair_maps_like_the_reference() {
     // n1 → 100 → N02BE01 (first RXCUI row wins over the later A01AA01); n2 → 200 → B01AB05;
     // n3 has an empty RXCUI (dropped); n4, n9 absent. So h11 (n3 only) has no drugs left.
     write(dir.path(), "ndc2RXCUI.txt", "{'n1': u'100', 'n2': u'200', 'n3': u''}");
-    write(dir.path(), "RXCUI2atc4.csv", "YEAR,MONTH,NDC,RXCUI,ATC4\n2016,1,x,100,N02BE01\n2016,1,y,100,A01AA01\n2016,1,z,200,B01AB05\n");
+    write(
+        dir.path(),
+        "RXCUI2atc4.csv",
+        "YEAR,MONTH,NDC,RXCUI,ATC4\n2016,1,x,100,N02BE01\n2016,1,y,100,A01AA01\n2016,1,z,200,B01AB05\n",
+    );
     let mut inp = inputs(dir.path(), raw);
-    inp.drug_map =
-        DrugMapSource::ViaRxcui { ndc_rxcui: dir.path().join("ndc2RXCUI.txt"), rxcui_atc: dir.path().join("RXCUI2atc4.csv") };
+    inp.drug_map = DrugMapSource::ViaRxcui {
+        ndc_rxcui: dir.path().join("ndc2RXCUI.txt"),
+        rxcui_atc: dir.path().join("RXCUI2atc4.csv"),
+    };
     let out = dir.path().join("out");
     let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inp, &out).unwrap();
     let records = all_records(&out);
@@ -276,9 +305,10 @@ fn missing_column_names_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     write(&raw, "PROCEDURES_ICD.csv", "row_id,subject_id,hadm,seq_num,icd9_code\n1,1,12,1,3893\n");
-    let err = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-        .unwrap_err()
-        .to_string();
+    let err =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("PROCEDURES_ICD.csv") && err.contains("missing column hadm_id"), "{err}");
     assert!(!dir.path().join("out").exists(), "no output after a failure");
 }
@@ -288,9 +318,10 @@ fn missing_table_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     std::fs::remove_file(raw.join("PATIENTS.csv")).unwrap();
-    let err = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-        .unwrap_err()
-        .to_string();
+    let err =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("PATIENTS") && err.contains("PATIENTS.csv.gz"), "{err}");
 }
 
@@ -301,9 +332,10 @@ fn truncated_gzip_is_an_error_naming_the_file() {
     let gz = raw.join("ADMISSIONS.csv.gz");
     let bytes = std::fs::read(&gz).unwrap();
     std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
-    let err = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-        .unwrap_err()
-        .to_string();
+    let err =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("ADMISSIONS.csv.gz") && err.contains("truncated or corrupt gzip"), "{err}");
 }
 
@@ -332,9 +364,10 @@ fn emptying_step_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     write(dir.path(), "drug_map.csv", "ndc,atc\nnothing,N02BE01\n");
-    let err = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-        .unwrap_err()
-        .to_string();
+    let err =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("map ndc to ATC") && err.contains("ndc not in the drug map"), "{err}");
 }
 
@@ -380,7 +413,10 @@ fn shared_data_demo_golden_counts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &demo_inputs(&demo, &aux), &out).unwrap();
-    assert_eq!((stats.visits, stats.patients, stats.single_visit_patients, stats.multi_visit_patients), (107, 82, 71, 11));
+    assert_eq!(
+        (stats.visits, stats.patients, stats.single_visit_patients, stats.multi_visit_patients),
+        (107, 82, 71, 11)
+    );
     let read = step(&stats, "PRESCRIPTIONS.csv.gz: read");
     assert_eq!((read.rows_in, read.dropped["empty gsn"]), (10_398, 1_276));
     assert_eq!(step(&stats, "map gsn to ATC").dropped["gsn not in the drug map"], 91);
@@ -397,8 +433,8 @@ fn shared_data_demo_golden_counts() {
         assert!(r.labels.iter().all(|c| index.contains_key(c.as_str()) && c.len() == 4));
         assert!(!r.prompt.is_empty());
     }
-    // 135 codes (python: distinct 4-character ATC codes of mapped rows); all but L01F (newer than the
-    // ethos name file) have a name.
+    // 135 codes (python: distinct 4-character ATC codes of mapped rows of the 107 admissions); all
+    // but L01F (newer than the ethos name file) have a name.
     assert_eq!(vocab.num_medications(), 135);
     let unnamed: Vec<&str> = vocab.medications.iter().filter(|e| e.name.is_empty()).map(|e| e.code.as_str()).collect();
     assert_eq!(unnamed, ["L01F"]);

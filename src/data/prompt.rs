@@ -115,9 +115,10 @@ impl PromptTemplates {
     /// A built-in set: "default" (with the profile) or "reference" (the reference's active strings).
     pub fn builtin(name: &str) -> Result<Self> {
         match name {
-            "default" => {
-                Self::parse(include_str!("../../prompts/default/main.txt"), include_str!("../../prompts/default/history.txt"))
-            }
+            "default" => Self::parse(
+                include_str!("../../prompts/default/main.txt"),
+                include_str!("../../prompts/default/history.txt"),
+            ),
             "reference" => Self::parse(
                 include_str!("../../prompts/reference/main.txt"),
                 include_str!("../../prompts/reference/history.txt"),
@@ -180,7 +181,10 @@ mod tests {
 
     fn three_visits() -> PromptInput<'static> {
         PromptInput {
-            history: vec![(1, visit(&["d1a", "d1b"], &["p1"], &["m1"])), (2, visit(&["d2"], &["p2a", "p2b"], &["m2a", "m2b"]))],
+            history: vec![
+                (1, visit(&["d1a", "d1b"], &["p1"], &["m1"])),
+                (2, visit(&["d2"], &["p2a", "p2b"], &["m2a", "m2b"])),
+            ],
             current: visit(&["d3"], &["p3"], &["m3"]),
             visit_num: 2,
             profile: vec![],

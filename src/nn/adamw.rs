@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn first_step_matches_hand_computation_and_decay() {
         let w = Var::new(&[1.0f32, -2.0, 3.0], &Device::Cpu).unwrap();
-        let loss = (w.as_tensor() * &Tensor::new(&[2.0f32, -1.0, 0.5], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
+        let loss =
+            (w.as_tensor() * &Tensor::new(&[2.0f32, -1.0, 0.5], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         let cfg = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::adam(0.01) };
         let mut opt = AdamW::new(vec![("w".into(), w.clone())], cfg).unwrap();

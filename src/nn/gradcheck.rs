@@ -19,7 +19,12 @@ pub struct GradReport {
 /// Compares `loss_fn`'s analytic gradient for each variable with central differences at up to
 /// `entries_per_var` evenly spread entries. `loss_fn` must be deterministic (no dropout) and return a
 /// scalar; variables must be f64.
-pub fn check(vars: &[(String, Var)], loss_fn: impl Fn() -> Result<Tensor>, eps: f64, entries_per_var: usize) -> Result<Vec<GradReport>> {
+pub fn check(
+    vars: &[(String, Var)],
+    loss_fn: impl Fn() -> Result<Tensor>,
+    eps: f64,
+    entries_per_var: usize,
+) -> Result<Vec<GradReport>> {
     let loss = loss_fn()?;
     let grads = loss.backward()?;
     let mut reports = Vec::new();
@@ -76,7 +81,8 @@ mod tests {
         let ok = check(&vars, || Ok(candle_nn::ops::softmax(x.as_tensor(), 1)?.sqr()?.sum_all()?), 1e-6, 3).unwrap();
         assert_close(&ok, 1e-6).unwrap();
         // The fused one has no backward: the check must notice.
-        let bad = check(&vars, || Ok(candle_nn::ops::softmax_last_dim(x.as_tensor())?.sqr()?.sum_all()?), 1e-6, 3).unwrap();
+        let bad =
+            check(&vars, || Ok(candle_nn::ops::softmax_last_dim(x.as_tensor())?.sqr()?.sum_all()?), 1e-6, 3).unwrap();
         assert!(assert_close(&bad, 1e-6).is_err());
     }
 }

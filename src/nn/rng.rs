@@ -52,13 +52,27 @@ impl TensorRng {
         }
     }
 
-    pub fn uniform(&mut self, shape: impl Into<Shape>, lo: f64, hi: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn uniform(
+        &mut self,
+        shape: impl Into<Shape>,
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let shape = shape.into();
         let data: Vec<f64> = (0..shape.elem_count()).map(|_| lo + (hi - lo) * self.uniform_f64()).collect();
         Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
     }
 
-    pub fn normal(&mut self, shape: impl Into<Shape>, mean: f64, std: f64, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn normal(
+        &mut self,
+        shape: impl Into<Shape>,
+        mean: f64,
+        std: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let shape = shape.into();
         let data: Vec<f64> = (0..shape.elem_count()).map(|_| mean + std * self.normal_f64()).collect();
         Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)

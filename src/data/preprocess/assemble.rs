@@ -100,7 +100,9 @@ pub fn records(
             profile.insert(field.to_string(), value);
         }
         let prompt = prompt(cfg, tables, templates, &visits, &fields, &profile);
-        let codes = |ids: &[u32], table: &Coded| -> Vec<String> { ids.iter().map(|&i| table.codes[i as usize].clone()).collect() };
+        let codes = |ids: &[u32], table: &Coded| -> Vec<String> {
+            ids.iter().map(|&i| table.codes[i as usize].clone()).collect()
+        };
         let visits: Vec<Visit> = visits
             .iter()
             .map(|v| Visit {

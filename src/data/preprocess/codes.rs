@@ -166,7 +166,11 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
     }
     report.funnel.push(&spec.keep.describe(spec.kind), "rows", before, &[(spec.keep.reason(), dropped)])?;
     for r in rows {
-        out.visits.entry(r.hadm).or_insert_with(|| CodeVisit { subject: r.subject, codes: Vec::new() }).codes.push(r.code);
+        out.visits
+            .entry(r.hadm)
+            .or_insert_with(|| CodeVisit { subject: r.subject, codes: Vec::new() })
+            .codes
+            .push(r.code);
     }
     Ok(out)
 }

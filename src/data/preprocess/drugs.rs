@@ -97,8 +97,11 @@ fn read_ndc_rxcui(path: &Path) -> Result<Vec<(String, String)>> {
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let quoted: Vec<&str> = text.split('\'').skip(1).step_by(2).collect();
-    if !text.trim_start().starts_with('{') || quoted.len() % 2 != 0 {
-        bail!("{}: expected a Python dict literal {{'NDC': u'RXCUI', ...}} with quoted keys and values", path.display());
+    if !text.trim_start().starts_with('{') || !quoted.len().is_multiple_of(2) {
+        bail!(
+            "{}: expected a Python dict literal {{'NDC': u'RXCUI', ...}} with quoted keys and values",
+            path.display()
+        );
     }
     let pairs = quoted.chunks_exact(2).filter(|kv| !kv[1].trim().is_empty());
     Ok(pairs.map(|kv| (kv[0].trim().to_string(), kv[1].trim().to_string())).collect())
@@ -111,7 +114,13 @@ pub fn read_atc_names(path: &Path, lowercase: bool) -> Result<FxMap<String, Stri
     let mut names = FxMap::default();
     for (code, name) in table.values("atc_code").zip(table.values("atc_name")) {
         if let (Some(code), Some(name)) = (code, name) {
-            names.entry(code.to_string()).or_insert_with(|| if lowercase { name.to_lowercase() } else { name.to_string() });
+            names.entry(code.to_string()).or_insert_with(|| {
+                if lowercase {
+                    name.to_lowercase()
+                } else {
+                    name.to_string()
+                }
+            });
         }
     }
     Ok(names)
@@ -120,7 +129,8 @@ pub fn read_atc_names(path: &Path, lowercase: bool) -> Result<FxMap<String, Stri
 /// Allowed ATC codes (the reference's SMILES filter, §1.2 step 5, as a list): one code per line,
 /// blank lines and `#` comments ignored; codes are cut to the configured length.
 pub fn read_whitelist(path: &Path, atc_chars: usize) -> Result<FxSet<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading medication whitelist {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading medication whitelist {}", path.display()))?;
     let codes: FxSet<String> = text
         .lines()
         .map(str::trim)

@@ -83,7 +83,13 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         });
         let start = match start {
             Some(s) => time_number(s).unwrap_or_else(|| {
-                report.bad.record(&name, Table::line(i), start_col, s, "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)");
+                report.bad.record(
+                    &name,
+                    Table::line(i),
+                    start_col,
+                    s,
+                    "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)",
+                );
                 u64::MAX
             }),
             None => u64::MAX,
@@ -110,7 +116,12 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         }
         rows.retain(|r| per_patient[&r.subject] >= spec.min_visits);
         let why = format!("patient has fewer than {} admissions with prescriptions", spec.min_visits);
-        n = report.funnel.push(&format!("min_visits = {}", spec.min_visits), "rows", n, &[(why.as_str(), n - rows.len())])?;
+        n = report.funnel.push(
+            &format!("min_visits = {}", spec.min_visits),
+            "rows",
+            n,
+            &[(why.as_str(), n - rows.len())],
+        )?;
     }
 
     let unmapped = rows.iter().filter(|r| r.atc == UNMAPPED).count();
@@ -120,7 +131,10 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         &format!("map {key} to ATC"),
         "rows",
         n,
-        &[(format!("{key} not in the drug map").as_str(), unmapped), ("ATC code shorter than the configured level", too_short)],
+        &[
+            (format!("{key} not in the drug map").as_str(), unmapped),
+            ("ATC code shorter than the configured level", too_short),
+        ],
     )?;
 
     // Unique (admission, start, drug, ATC) rows, as the reference's drop_duplicates; then back to

@@ -156,7 +156,11 @@ pub fn templates(cfg: &PreprocessConfig) -> Result<PromptTemplates> {
 
 /// ICD code → title from a D_ICD_* table, keyed by (icd_version or "", code).
 fn icd_titles(dir: &Path, table: &str, title: &str) -> Result<FxMap<(String, String), String>> {
-    let t = Table::read(&table::find(dir, table)?, &[&["icd9_code", "icd_code"], &[title, "long_title"]], &["icd_version"])?;
+    let t = Table::read(
+        &table::find(dir, table)?,
+        &[&["icd9_code", "icd_code"], &[title, "long_title"]],
+        &["icd_version"],
+    )?;
     let (code_col, title_col) = (
         if t.col("icd9_code").is_some() { "icd9_code" } else { "icd_code" },
         if t.col(title).is_some() { title } else { "long_title" },
@@ -190,23 +194,32 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     let dir = tables_dir(cfg.source, &inputs.raw);
     let mut report = stats::Report::default();
     let reused = inputs.vocab.as_deref().map(Vocab::load).transpose()?;
-    let sets = reused.as_ref().map(|v| (code_set(&v.medications), code_set(&v.diagnoses), code_set(&v.procedures)));
-    let keep = |top_n: usize, pick: fn(&(FxSet<String>, FxSet<String>, FxSet<String>)) -> &FxSet<String>| match &sets {
-        Some(s) => Keep::Vocab(pick(s)),
+    let sets = reused.as_ref().map(|v| stats::PerKind {
+        diagnoses: code_set(&v.diagnoses),
+        procedures: code_set(&v.procedures),
+        medications: code_set(&v.medications),
+    });
+    let keep = |top_n: usize, kind: &str| match &sets {
+        Some(s) => Keep::Vocab(s.kind(kind)),
         None => Keep::TopN(top_n),
     };
 
     progress::say("preprocess: prescriptions");
     let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars)?;
-    let whitelist = inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
+    let whitelist =
+        inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
     let key = inputs.drug_map.key();
     let medications = {
         let path = table::find(&dir, "PRESCRIPTIONS")?;
-        let t = Table::read(&path, &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]], &["drug"])?;
+        let t = Table::read(
+            &path,
+            &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
+            &["drug"],
+        )?;
         let spec = meds::MedSpec {
             key,
             min_visits: cfg.min_visits,
-            keep: keep(cfg.medications.top_n, |s| &s.0),
+            keep: keep(cfg.medications.top_n, "medications"),
             whitelist: whitelist.as_ref(),
         };
         meds::read_prescriptions(&t, &drug_map, &spec, &mut report)?
@@ -219,10 +232,13 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
         codes::read_icd(&t, spec, report)
     };
     let diag_spec =
-        IcdSpec { kind: "diagnoses", version_prefix: cfg.icd_prefix(), keep: keep(cfg.diagnoses.top_n, |s| &s.1) };
+        IcdSpec { kind: "diagnoses", version_prefix: cfg.icd_prefix(), keep: keep(cfg.diagnoses.top_n, "diagnoses") };
     let diagnoses = read_icd("DIAGNOSES_ICD", &diag_spec, &mut report)?;
-    let proc_spec =
-        IcdSpec { kind: "procedures", version_prefix: cfg.icd_prefix(), keep: keep(cfg.top_procedures(), |s| &s.2) };
+    let proc_spec = IcdSpec {
+        kind: "procedures",
+        version_prefix: cfg.icd_prefix(),
+        keep: keep(cfg.top_procedures(), "procedures"),
+    };
     let procedures = read_icd("PROCEDURES_ICD", &proc_spec, &mut report)?;
 
     let diag_titles = icd_titles(&dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title)?;
@@ -271,10 +287,14 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
             outputs::build_vocab(&records, &names, &profile::fields(cfg.source))
         }
     };
-    let ddi = inputs.ddi_pairs.as_deref().map(drugs::read_ddi_pairs).transpose()?.map(|p| outputs::restrict_ddi(&p, &vocab));
+    let ddi =
+        inputs.ddi_pairs.as_deref().map(drugs::read_ddi_pairs).transpose()?.map(|p| outputs::restrict_ddi(&p, &vocab));
     outputs::cohort_stats(&records, &mut stats);
-    stats.vocab_sizes =
-        stats::PerKind { diagnoses: vocab.diagnoses.len(), procedures: vocab.procedures.len(), medications: vocab.num_medications() };
+    stats.vocab_sizes = stats::PerKind {
+        diagnoses: vocab.diagnoses.len(),
+        procedures: vocab.procedures.len(),
+        medications: vocab.num_medications(),
+    };
     if let Some(d) = &ddi {
         stats.label_ddi_rate = Some(outputs::label_ddi_rate(&records, d));
         stats.ddi_pairs = Some(d.pairs.len());

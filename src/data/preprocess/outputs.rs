@@ -125,7 +125,13 @@ pub fn split(records: Vec<Record>, cfg: &PreprocessConfig, no_split: bool) -> Re
     let n_valid = (s.valid * n as f64) as usize;
     let mut slot = vec![0u8; n];
     for (rank, &i) in order.iter().enumerate() {
-        slot[i] = if rank < n_train { 0 } else if rank < n_train + n_valid { 1 } else { 2 };
+        slot[i] = if rank < n_train {
+            0
+        } else if rank < n_train + n_valid {
+            1
+        } else {
+            2
+        };
     }
     let mut parts: [Vec<Record>; 3] = Default::default();
     for (record, s) in records.into_iter().zip(slot) {

@@ -65,7 +65,10 @@ impl Admissions {
         let rows = table.values("subject_id").zip(table.values("hadm_id")).zip(table.values("admittime"));
         for (i, ((subject, hadm), admittime)) in rows.enumerate() {
             let before = report.bad.total;
-            let ids = (parse_id(subject, &table, i, "subject_id", &mut report.bad), parse_id(hadm, &table, i, "hadm_id", &mut report.bad));
+            let ids = (
+                parse_id(subject, &table, i, "subject_id", &mut report.bad),
+                parse_id(hadm, &table, i, "hadm_id", &mut report.bad),
+            );
             let (Some(subject), Some(hadm)) = ids else {
                 if report.bad.total > before {
                     unparseable += 1;
@@ -83,7 +86,11 @@ impl Admissions {
                 repeated += 1;
             }
         }
-        let dropped = [("missing subject_id or hadm_id", missing), ("unparseable id", unparseable), ("repeated hadm_id (last kept)", repeated)];
+        let dropped = [
+            ("missing subject_id or hadm_id", missing),
+            ("unparseable id", unparseable),
+            ("repeated hadm_id (last kept)", repeated),
+        ];
         report.funnel.push(&format!("{}: read", table.file), "rows", table.height(), &dropped)?;
         Ok(Self { table, by_hadm, source })
     }
@@ -132,7 +139,8 @@ pub fn read_patients(table: &Table, source: Source, report: &mut Report) -> Resu
         Source::Mimic3 => ("dob", "dob"),
         Source::Mimic4 => ("anchor_age", "anchor_year"),
     };
-    let rows = table.values("subject_id").zip(table.values("gender")).zip(table.values(first).zip(table.values(second)));
+    let rows =
+        table.values("subject_id").zip(table.values("gender")).zip(table.values(first).zip(table.values(second)));
     for (i, ((subject, gender), (a, b))) in rows.enumerate() {
         let Some(subject) = parse_id(subject, table, i, "subject_id", &mut report.bad) else {
             skipped += 1;
@@ -147,11 +155,22 @@ pub fn read_patients(table: &Table, source: Source, report: &mut Report) -> Resu
         };
         if matches!(birth, Birth::Unknown) {
             let value = format!("{}/{}", a.unwrap_or(""), b.unwrap_or(""));
-            report.bad.record(&table.file, Table::line(i), first, &value, "a birth date or anchor age/year (age unknown)");
+            report.bad.record(
+                &table.file,
+                Table::line(i),
+                first,
+                &value,
+                "a birth date or anchor age/year (age unknown)",
+            );
         }
         out.insert(subject, Patient { gender: gender.map(str::to_string), birth });
     }
-    report.funnel.push(&format!("{}: read", table.file), "rows", table.height(), &[("missing or unparseable subject_id", skipped)])?;
+    report.funnel.push(
+        &format!("{}: read", table.file),
+        "rows",
+        table.height(),
+        &[("missing or unparseable subject_id", skipped)],
+    )?;
     Ok(out)
 }
 

@@ -61,7 +61,10 @@ impl Funnel {
         let dropped = dropped.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.to_string(), *n)).collect();
         self.0.push(FunnelStep { step: step.into(), unit: unit.into(), rows_in, rows_out, dropped });
         if rows_out == 0 {
-            bail!("step \"{step}\" left no {unit} (of {rows_in}); see the reasons: {:?}", self.0.last().unwrap().dropped);
+            bail!(
+                "step \"{step}\" left no {unit} (of {rows_in}); see the reasons: {:?}",
+                self.0.last().unwrap().dropped
+            );
         }
         Ok(rows_out)
     }
@@ -75,6 +78,15 @@ pub struct PerKind<T> {
 }
 
 impl<T> PerKind<T> {
+    /// The entry of "diagnoses", "procedures" or "medications".
+    pub fn kind(&self, kind: &str) -> &T {
+        match kind {
+            "diagnoses" => &self.diagnoses,
+            "procedures" => &self.procedures,
+            _ => &self.medications,
+        }
+    }
+
     /// The entry of "diagnoses", "procedures" or "medications".
     pub fn kind_mut(&mut self, kind: &str) -> &mut T {
         match kind {
@@ -134,7 +146,10 @@ impl Stats {
         let v = &self.vocab_sizes;
         line("vocab: medications/diag/proc", format!("{} / {} / {}", v.medications, v.diagnoses, v.procedures));
         let m = &self.mean_codes_per_visit;
-        line("mean codes per visit: med/diag/proc", format!("{:.2} / {:.2} / {:.2}", m.medications, m.diagnoses, m.procedures));
+        line(
+            "mean codes per visit: med/diag/proc",
+            format!("{:.2} / {:.2} / {:.2}", m.medications, m.diagnoses, m.procedures),
+        );
         line("mean prompt length (chars)", format!("{:.1}", self.mean_prompt_chars));
         if let Some(rate) = self.label_ddi_rate {
             line("label DDI rate", format!("{rate:.4} ({} pairs)", self.ddi_pairs.unwrap_or(0)));
@@ -175,6 +190,9 @@ mod tests {
         for i in 0..LISTED_BAD_ROWS + 5 {
             b.record("A.csv", i + 2, "hadm_id", "x", "an id");
         }
-        assert_eq!((b.total, b.per_file["A.csv"], b.listed.len()), (LISTED_BAD_ROWS + 5, LISTED_BAD_ROWS + 5, LISTED_BAD_ROWS));
+        assert_eq!(
+            (b.total, b.per_file["A.csv"], b.listed.len()),
+            (LISTED_BAD_ROWS + 5, LISTED_BAD_ROWS + 5, LISTED_BAD_ROWS)
+        );
     }
 }

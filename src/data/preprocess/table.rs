@@ -21,7 +21,10 @@ pub fn find(dir: &Path, name: &str) -> Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found.into_iter().next().ok_or_else(|| anyhow!("{}: table {name} not found: expected {name}.csv or {name}.csv.gz", dir.display()))
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{}: table {name} not found: expected {name}.csv or {name}.csv.gz", dir.display()))
 }
 
 /// The whole file as bytes, decompressed when the name ends in `.gz`.
@@ -31,9 +34,9 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
         return Ok(raw);
     }
     let mut out = Vec::with_capacity(raw.len() * 6);
-    flate2::read::MultiGzDecoder::new(&raw[..])
-        .read_to_end(&mut out)
-        .map_err(|e| anyhow!("{}: truncated or corrupt gzip data ({e}); expected a complete .csv.gz file", path.display()))?;
+    flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| {
+        anyhow!("{}: truncated or corrupt gzip data ({e}); expected a complete .csv.gz file", path.display())
+    })?;
     Ok(out)
 }
 
