@@ -470,3 +470,98 @@ fn shared_data_demo_is_deterministic() {
         assert_eq!(std::fs::read(a.join(&name)).unwrap(), std::fs::read(b.join(&name)).unwrap(), "{name:?} differs");
     }
 }
+
+/// A two-admission MIMIC-IV patient in `hosp/` (lower-case, gzipped, v2.2 columns): ICD-9 and ICD-10
+/// codes side by side, GSN-keyed drugs, anchor_age 60 in anchor_year 2150.
+fn mimic4_cohort(dir: &Path) -> PathBuf {
+    let hosp = dir.join("raw4").join("hosp");
+    std::fs::create_dir_all(&hosp).unwrap();
+    write(
+        &hosp,
+        "patients.csv.gz",
+        "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n1,M,60,2150,2008 - 2010,\n",
+    );
+    write(
+        &hosp,
+        "admissions.csv.gz",
+        "subject_id,hadm_id,admittime,dischtime,admission_type,insurance,language,marital_status,race\n\
+         1,100,2152-01-01 08:00:00,2152-01-03 08:00:00,URGENT,Medicare,ENGLISH,MARRIED,WHITE\n\
+         1,101,2153-06-01 08:00:00,2153-06-05 08:00:00,EW EMER.,Medicaid,ENGLISH,,BLACK/AFRICAN AMERICAN\n",
+    );
+    write(
+        &hosp,
+        "diagnoses_icd.csv.gz",
+        "subject_id,hadm_id,seq_num,icd_code,icd_version\n1,100,1,4019,9\n1,101,1,I10,10\n1,101,2,4019,9\n",
+    );
+    write(
+        &hosp,
+        "procedures_icd.csv.gz",
+        "subject_id,hadm_id,seq_num,chartdate,icd_code,icd_version\n1,100,1,2152-01-01,3893,9\n1,101,1,2153-06-01,02HV33Z,10\n",
+    );
+    write(
+        &hosp,
+        "prescriptions.csv.gz",
+        "subject_id,hadm_id,pharmacy_id,starttime,stoptime,drug_type,drug,gsn,ndc\n\
+         1,100,7,2152-01-01 09:00:00,,MAIN,Digoxin,000015,0\n1,101,8,2153-06-01 09:00:00,,MAIN,Heparin,000016,0\n",
+    );
+    write(
+        &hosp,
+        "d_icd_diagnoses.csv.gz",
+        "icd_code,icd_version,long_title\n4019,9,Unspecified essential hypertension\nI10,10,Essential (primary) hypertension\n",
+    );
+    write(&hosp, "d_icd_procedures.csv.gz", "icd_code,icd_version,long_title\n3893,9,Venous catheterization\n");
+    write(dir, "gsn_map.csv", "gsn,atc\n000015,C01AA05\n000016,B01AB05\n");
+    dir.join("raw4")
+}
+
+#[test]
+fn mimic4_cohort_tags_icd_versions_and_uses_anchor_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = mimic4_cohort(dir.path());
+    let inp = Inputs {
+        raw,
+        drug_map: DrugMapSource::Direct { path: dir.path().join("gsn_map.csv"), key: MapKey::Gsn },
+        atc_names: None,
+        ddi_pairs: None,
+        med_whitelist: None,
+        vocab: None,
+        no_split: true,
+    };
+    let out = dir.path().join("out");
+    let mut cfg = PreprocessConfig::default_for(Source::Mimic4);
+    let stats = preprocess(&cfg, &inp, &out).unwrap();
+    assert_eq!((stats.patients, stats.visits, stats.source.as_str()), (1, 2, "mimic4"));
+    let r = &read_records(&out.join("records.jsonl")).unwrap()[0];
+    assert_eq!(r.visits[1].diagnoses, ["ICD10:I10", "ICD9:4019"]);
+    assert_eq!(r.visits[1].procedures, ["ICD10:02HV33Z"]);
+    assert_eq!(r.labels, ["B01A"]);
+    // 60 + (2153 − 2150) = 63; profile from the target admission (101), missing marital status unknown.
+    let fields: Vec<(&str, &str)> = r.profile.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        fields,
+        [
+            ("admission_type", "EW EMER."),
+            ("age", "60-69"),
+            ("gender", "M"),
+            ("insurance", "Medicaid"),
+            ("language", "ENGLISH"),
+            ("marital_status", "unknown"),
+            ("race", "BLACK/AFRICAN AMERICAN")
+        ]
+    );
+    // Names looked up by (version, code); the ICD-10-PCS code has none and shows as its (tagged) code.
+    assert!(
+        r.prompt.contains(
+            "diagnoses: Essential (primary) hypertension, Unspecified essential hypertension; procedures: ICD10:02HV33Z."
+        ),
+        "{}",
+        r.prompt
+    );
+    assert!(r.prompt.contains("In visit 1, the patient had diagnoses: Unspecified essential hypertension; procedures: Venous catheterization; and was prescribed: C01A."), "{}", r.prompt);
+
+    // The reference's untagged codes.
+    cfg.icd.mimic4_version_prefix = false;
+    preprocess(&cfg, &inp, &out).unwrap();
+    let r = &read_records(&out.join("records.jsonl")).unwrap()[0];
+    assert_eq!(r.visits[1].diagnoses, ["I10", "4019"]);
+}
