@@ -190,6 +190,8 @@ fn code_set(entries: &[CodeEntry]) -> FxSet<String> {
 
 /// The whole pipeline; writes `out` atomically and returns its statistics.
 pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result<Stats> {
+    let started = std::time::Instant::now();
+    let stage = |what: &str| progress::say(format!("preprocess: {what} ({:.1} s)", started.elapsed().as_secs_f64()));
     let templates = templates(cfg)?;
     let dir = tables_dir(cfg.source, &inputs.raw);
     let mut report = stats::Report::default();
@@ -204,7 +206,7 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
         None => Keep::TopN(top_n),
     };
 
-    progress::say("preprocess: prescriptions");
+    stage("prescriptions");
     let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars)?;
     let whitelist =
         inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
@@ -225,7 +227,7 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
         meds::read_prescriptions(&t, &drug_map, &spec, &mut report)?
     };
 
-    progress::say("preprocess: diagnoses and procedures");
+    stage("diagnoses and procedures");
     let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
     let read_icd = |name: &str, spec: &IcdSpec, report: &mut stats::Report| -> Result<Coded> {
         let t = Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"])?;
@@ -259,7 +261,7 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
         medications,
     };
 
-    progress::say("preprocess: admissions, patients, records");
+    stage("admissions, patients, records");
     let admissions = {
         let path = table::find(&dir, "ADMISSIONS")?;
         let t = Table::read(&path, &profile::Admissions::columns(cfg.source), &[])?;
@@ -304,8 +306,10 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     stats.funnel = std::mem::take(&mut report.funnel);
     stats.bad_rows = std::mem::take(&mut report.bad);
 
+    stage("writing");
     let folder = crate::io::AtomicDir::create(out)?;
     outputs::write_folder(folder.path(), &parts, &vocab, ddi.as_ref(), &stats, cfg)?;
     folder.commit()?;
+    stage("done");
     Ok(stats)
 }
