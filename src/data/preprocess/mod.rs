@@ -211,37 +211,44 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     let whitelist =
         inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
     let key = inputs.drug_map.key();
-    let medications = {
-        let path = table::find(&dir, "PRESCRIPTIONS")?;
-        let t = Table::read(
-            &path,
-            &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
-            &["drug"],
-        )?;
-        let spec = meds::MedSpec {
-            key,
-            min_visits: cfg.min_visits,
-            keep: keep(cfg.medications.top_n, "medications"),
-            whitelist: whitelist.as_ref(),
-        };
-        meds::read_prescriptions(&t, &drug_map, &spec, &mut report)?
-    };
+    let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
+    let read_icd_table = |name: &str| Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"]);
+    // The ICD tables are decompressed and parsed on a second thread while the prescriptions are processed.
+    let (medications, icd_tables) = std::thread::scope(|scope| {
+        let icd = scope
+            .spawn(|| Ok::<_, anyhow::Error>((read_icd_table("DIAGNOSES_ICD")?, read_icd_table("PROCEDURES_ICD")?)));
+        let medications = (|| {
+            let path = table::find(&dir, "PRESCRIPTIONS")?;
+            let t = Table::read(
+                &path,
+                &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
+                &["drug"],
+            )?;
+            let spec = meds::MedSpec {
+                key,
+                min_visits: cfg.min_visits,
+                keep: keep(cfg.medications.top_n, "medications"),
+                whitelist: whitelist.as_ref(),
+            };
+            meds::read_prescriptions(&t, &drug_map, &spec, &mut report)
+        })();
+        (medications, icd.join().expect("the ICD table reader panicked"))
+    });
+    let medications = medications?;
+    let (diagnosis_table, procedure_table) = icd_tables?;
 
     stage("diagnoses and procedures");
-    let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
-    let read_icd = |name: &str, spec: &IcdSpec, report: &mut stats::Report| -> Result<Coded> {
-        let t = Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"])?;
-        codes::read_icd(&t, spec, report)
-    };
     let diag_spec =
         IcdSpec { kind: "diagnoses", version_prefix: cfg.icd_prefix(), keep: keep(cfg.diagnoses.top_n, "diagnoses") };
-    let diagnoses = read_icd("DIAGNOSES_ICD", &diag_spec, &mut report)?;
+    let diagnoses = codes::read_icd(&diagnosis_table, &diag_spec, &mut report)?;
+    drop(diagnosis_table);
     let proc_spec = IcdSpec {
         kind: "procedures",
         version_prefix: cfg.icd_prefix(),
         keep: keep(cfg.top_procedures(), "procedures"),
     };
-    let procedures = read_icd("PROCEDURES_ICD", &proc_spec, &mut report)?;
+    let procedures = codes::read_icd(&procedure_table, &proc_spec, &mut report)?;
+    drop(procedure_table);
 
     let diag_titles = icd_titles(&dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title)?;
     let proc_titles = icd_titles(&dir, "D_ICD_PROCEDURES", &cfg.procedures.title)?;
