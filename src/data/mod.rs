@@ -3,6 +3,7 @@
 
 pub mod ddi;
 pub mod preprocess;
+pub mod prompt;
 pub mod record;
 pub mod synth;
 pub mod vocab;

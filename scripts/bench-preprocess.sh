@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Times `leader preprocess` on a full-MIMIC-III-sized synthetic cohort and prints wall time and peak RSS.
+# Usage: scripts/bench-preprocess.sh [PATIENTS] [WORKDIR]   (defaults: 46520 patients, target/bench-preprocess)
+# Anchor: the reference pandas pipeline on tables of this size takes ~44 s keeping single-visit patients
+# (19 s with its >=2-visit filter) at 2.7 GB peak on the 2-core dev machine. Target: < 9 s, < 1.5 GiB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATIENTS="${1:-46520}"
+WORK="${2:-target/bench-preprocess}"
+cargo build --release --quiet
+BIN=target/release/leader
+mkdir -p "$WORK"
+if [ ! -f "$WORK/raw-$PATIENTS/PRESCRIPTIONS.csv.gz" ]; then
+  echo "synthesizing $PATIENTS patients into $WORK/raw-$PATIENTS ..."
+  "$BIN" --quiet synth --flavor mimic3 --patients "$PATIENTS" --out "$WORK/raw-$PATIENTS"
+fi
+RAW="$WORK/raw-$PATIENTS"
+for f in "$RAW"/*.csv.gz; do
+  printf '%-28s %8s MB gz, %9s rows\n' "$(basename "$f")" "$(( $(stat -c %s "$f") / 1000000 ))" "$(( $(zcat "$f" | wc -l) - 1 ))"
+done
+ARGS=(--quiet preprocess --source mimic3 --raw "$RAW" --drug-map "$RAW/aux/drug_map.csv"
+      --atc-names "$RAW/aux/atc_names.csv" --ddi-pairs "$RAW/aux/ddi_pairs.csv" --out "$WORK/out")
+run() {
+  local label="$1"; shift
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$BIN" "${ARGS[@]}" "$@"
+    read -r wall kb < "$WORK/time.txt"
+  else
+    # No GNU time: bash timing plus a 50 ms RSS sampler over /proc.
+    local start end peak=0 rss
+    start=$(date +%s.%N)
+    "$BIN" "${ARGS[@]}" "$@" & local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+      rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+      [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+      sleep 0.05
+    done
+    wait "$pid"
+    end=$(date +%s.%N)
+    wall=$(echo "$end - $start" | bc); kb=$peak
+  fi
+  printf '%-28s wall %6.2f s   peak RSS %7.1f MiB\n' "$label" "$wall" "$(echo "$kb / 1024" | bc -l)"
+}
+echo "cores: $(nproc)"
+run "preprocess (min_visits=1)"
+run "preprocess (min_visits=2)" --min-visits 2
+python3 -c "import json;s=json.load(open('$WORK/out/stats.json'));print('last run: patients',s['patients'],'visits',s['visits'],'single',s['single_visit_patients'])" 2>/dev/null || true

@@ -1,0 +1,198 @@
+//! The prescriptions pipeline (reference §1.2): drop empty / "0" keys, the minimum-admissions filter,
+//! key → ATC mapping, deduplication, the frequency filter and the optional whitelist.
+
+use super::codes::{CodeVisit, Coded, Keep};
+use super::drugs::DrugMap;
+use super::hash::{hash_str, FxMap, FxSet};
+use super::settings::MapKey;
+use super::stats::Report;
+use super::table::{parse_id, Table};
+use anyhow::Result;
+
+pub struct MedSpec<'a> {
+    pub key: MapKey,
+    pub min_visits: usize,
+    pub keep: Keep<'a>,
+    /// Allowed ATC codes (the reference's SMILES filter), applied after `keep` as in the reference.
+    pub whitelist: Option<&'a FxSet<String>>,
+}
+
+const UNMAPPED: u32 = u32::MAX;
+const TOO_SHORT: u32 = u32::MAX - 1;
+
+struct Row {
+    hadm: u64,
+    subject: u64,
+    /// Start time as the number YYYYMMDDhhmmss (u64::MAX when missing: sorted last).
+    start: u64,
+    drug: u64,
+    row: u32,
+    atc: u32,
+}
+
+/// `YYYY-MM-DD[ hh:mm:ss]` as a sortable number; `None` if malformed.
+pub fn time_number(s: &str) -> Option<u64> {
+    let digits = s.bytes().filter(|b| b.is_ascii_digit());
+    let mut n = 0u64;
+    let mut count = 0;
+    for d in digits.take(14) {
+        n = n * 10 + u64::from(d - b'0');
+        count += 1;
+    }
+    let separators_ok = s.bytes().all(|b| b.is_ascii_digit() || b" -:T.".contains(&b));
+    (separators_ok && count >= 8).then(|| n * 10u64.pow(14 - count))
+}
+
+pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: &mut Report) -> Result<Coded> {
+    let name = table.file.clone();
+    let key = spec.key.column();
+    let start_col = if table.col("startdate").is_some() { "startdate" } else { "starttime" };
+    let mut rows = Vec::with_capacity(table.height());
+    let (mut no_ids, mut unparseable, mut no_key, mut zero_key) = (0, 0, 0, 0);
+    let mut lookup: FxMap<&str, u32> = FxMap::default();
+    let columns = table
+        .values("subject_id")
+        .zip(table.values("hadm_id"))
+        .zip(table.values(key))
+        .zip(table.values(start_col))
+        .zip(table.values("drug"));
+    for (i, ((((subject, hadm), k), start), drug)) in columns.enumerate() {
+        let before = report.bad.total;
+        let subject = parse_id(subject, table, i, "subject_id", &mut report.bad);
+        let hadm_id = parse_id(hadm, table, i, "hadm_id", &mut report.bad);
+        let (Some(subject), Some(hadm)) = (subject, hadm_id) else {
+            if report.bad.total > before {
+                unparseable += 1;
+            } else {
+                no_ids += 1;
+            }
+            continue;
+        };
+        let Some(k) = k else {
+            no_key += 1;
+            continue;
+        };
+        if k == "0" {
+            zero_key += 1;
+            continue;
+        }
+        let atc = *lookup.entry(k).or_insert_with(|| match map.by_key.get(k) {
+            Some(Some(id)) => *id,
+            Some(None) => TOO_SHORT,
+            None => UNMAPPED,
+        });
+        let start = match start {
+            Some(s) => time_number(s).unwrap_or_else(|| {
+                report.bad.record(
+                    &name,
+                    Table::line(i),
+                    start_col,
+                    s,
+                    "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)",
+                );
+                u64::MAX
+            }),
+            None => u64::MAX,
+        };
+        rows.push(Row { hadm, subject, start, drug: drug.map_or(0, hash_str), row: i as u32, atc });
+    }
+    let mut n = report.funnel.push(
+        &format!("{name}: read"),
+        "rows",
+        table.height(),
+        &[
+            ("missing subject_id or hadm_id", no_ids),
+            ("unparseable id", unparseable),
+            (format!("empty {key}").as_str(), no_key),
+            (format!("{key} is \"0\"").as_str(), zero_key),
+        ],
+    )?;
+
+    if spec.min_visits > 1 {
+        let admissions: FxSet<(u64, u64)> = rows.iter().map(|r| (r.subject, r.hadm)).collect();
+        let mut per_patient: FxMap<u64, usize> = FxMap::default();
+        for (subject, _) in admissions {
+            *per_patient.entry(subject).or_default() += 1;
+        }
+        rows.retain(|r| per_patient[&r.subject] >= spec.min_visits);
+        let why = format!("patient has fewer than {} admissions with prescriptions", spec.min_visits);
+        n = report.funnel.push(
+            &format!("min_visits = {}", spec.min_visits),
+            "rows",
+            n,
+            &[(why.as_str(), n - rows.len())],
+        )?;
+    }
+
+    let unmapped = rows.iter().filter(|r| r.atc == UNMAPPED).count();
+    let too_short = rows.iter().filter(|r| r.atc == TOO_SHORT).count();
+    rows.retain(|r| r.atc < TOO_SHORT);
+    n = report.funnel.push(
+        &format!("map {key} to ATC"),
+        "rows",
+        n,
+        &[
+            (format!("{key} not in the drug map").as_str(), unmapped),
+            ("ATC code shorter than the configured level", too_short),
+        ],
+    )?;
+
+    // Unique (admission, start, drug, ATC) rows, as the reference's drop_duplicates; then back to
+    // (admission, start, file order) so a visit's codes follow the prescription order.
+    rows.sort_unstable_by_key(|r| (r.hadm, r.start, r.drug, r.atc, r.row));
+    rows.dedup_by(|b, a| (a.hadm, a.start, a.drug, a.atc) == (b.hadm, b.start, b.drug, b.atc));
+    rows.sort_unstable_by_key(|r| (r.hadm, r.start, r.row));
+    n = report.funnel.push(
+        &format!("{name}: deduplicate"),
+        "rows",
+        n,
+        &[("duplicate (admission, start, drug, ATC) rows", n - rows.len())],
+    )?;
+
+    let mut counts = vec![0usize; map.atc.len()];
+    for r in &rows {
+        counts[r.atc as usize] += 1;
+    }
+    let mut keep = spec.keep.select(&map.atc, &counts);
+    rows.retain(|r| keep[r.atc as usize]);
+    let dropped = n - rows.len();
+    if matches!(spec.keep, Keep::Vocab(_)) {
+        report.out_of_vocab.medications += dropped;
+    }
+    n = report.funnel.push(&spec.keep.describe("medications"), "rows", n, &[(spec.keep.reason(), dropped)])?;
+
+    if let Some(allowed) = spec.whitelist {
+        for (flag, code) in keep.iter_mut().zip(&map.atc) {
+            *flag &= allowed.contains(code);
+        }
+        rows.retain(|r| keep[r.atc as usize]);
+        report.funnel.push("medication whitelist", "rows", n, &[("ATC code not in the whitelist", n - rows.len())])?;
+    }
+
+    let mut out = Coded {
+        codes: map.atc.clone(),
+        name_keys: map.atc.iter().map(|c| (String::new(), c.clone())).collect(),
+        visits: FxMap::default(),
+    };
+    for r in rows {
+        let visit = out.visits.entry(r.hadm).or_insert_with(|| CodeVisit { subject: r.subject, codes: Vec::new() });
+        if !visit.codes.contains(&r.atc) {
+            visit.codes.push(r.atc);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_number;
+
+    #[test]
+    fn times_sort_as_numbers() {
+        assert_eq!(time_number("2146-07-21 00:00:00"), Some(21_460_721_000_000));
+        assert_eq!(time_number("2146-07-21"), time_number("2146-07-21 00:00:00"));
+        assert!(time_number("2146-07-21 10:00:00") > time_number("2146-07-21 09:59:59"));
+        assert_eq!(time_number("yesterday"), None);
+        assert_eq!(time_number("2146"), None);
+    }
+}
