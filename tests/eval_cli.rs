@@ -49,8 +49,18 @@ fn file_route_equals_the_in_memory_route() {
     let (vocab, ddi, records, probs) = hand_example();
     let student = Threshold { value: 0.3, inclusive: false };
     let in_memory = evaluate(&records, &probs, &vocab, Some(&ddi), student, &ResampleOptions::default()).unwrap();
-    // Same records order and seed → identical subsamples and sums, whatever the file order.
-    assert_eq!(from_file.groups, in_memory.groups);
+    // Same records order and seed → identical subsamples and sums, whatever the file order (up to
+    // the last bit, which serde_json's f64 reader may round differently when loading metrics.json).
+    assert_eq!(from_file.groups.keys().collect::<Vec<_>>(), in_memory.groups.keys().collect::<Vec<_>>());
+    for (key, a) in &from_file.groups {
+        let b = &in_memory.groups[key];
+        assert_eq!((a.n, a.rounds_used, a.metrics.len()), (b.n, b.rounds_used, b.metrics.len()), "{key}");
+        for (metric, x) in &a.metrics {
+            let y = &b.metrics[metric];
+            let pairs = [(x.value, y.value), (x.mean.unwrap(), y.mean.unwrap()), (x.std.unwrap(), y.std.unwrap())];
+            assert!(pairs.iter().all(|(u, v)| (u - v).abs() < 1e-15), "{key} {metric}: {x:?} vs {y:?}");
+        }
+    }
     assert_eq!((from_file.threshold, from_file.threshold_rule.as_str()), (0.3, ">"));
     assert_eq!((from_file.seed, from_file.rounds), (42, 10));
     assert_eq!(from_file.model_kind.as_deref(), Some("student"));
