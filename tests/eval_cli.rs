@@ -137,7 +137,8 @@ fn frequency_baseline_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let (vocab, ddi, test, _) = hand_example();
     // Training labels: A in 3 of 4, B in 1, C in 2, D in 0 → scores [0.75, 0.25, 0.5, 0.0].
-    let train = vec![record(10, 1, &["A", "C"]), record(11, 2, &["A"]), record(12, 1, &["A", "B", "C"]), record(13, 3, &[])];
+    let train =
+        vec![record(10, 1, &["A", "C"]), record(11, 2, &["A"]), record(12, 1, &["A", "B", "C"]), record(13, 3, &[])];
     let data = dir.path().join("data");
     write_data(&data, &vocab, Some(&ddi), &[("train", &train), ("test", &test)]);
     let out = dir.path().join("eval");

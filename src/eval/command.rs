@@ -196,7 +196,13 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
             (outcomes, format!("baseline:{}", Baseline::Frequency.name()))
         }
     };
-    say(format!("eval: {} records of {} scored (p {} {})", outcomes.len(), cfg.split, threshold.rule(), threshold.value));
+    say(format!(
+        "eval: {} records of {} scored (p {} {})",
+        outcomes.len(),
+        cfg.split,
+        threshold.rule(),
+        threshold.value
+    ));
     Ok(build_report(&outcomes, threshold, scorer.has_ddi(), &cfg.resample, Some(kind_name)))
 }
 
@@ -268,7 +274,8 @@ fn score_predictions(
         line_of[i] = line;
         outcomes[i] = Some(outcome);
     }
-    let missing: Vec<u64> = targets.iter().zip(&outcomes).filter(|(_, o)| o.is_none()).map(|(t, _)| t.subject_id).collect();
+    let missing: Vec<u64> =
+        targets.iter().zip(&outcomes).filter(|(_, o)| o.is_none()).map(|(t, _)| t.subject_id).collect();
     if !missing.is_empty() {
         let shown: Vec<String> = missing.iter().take(5).map(u64::to_string).collect();
         bail!(

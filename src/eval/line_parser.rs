@@ -234,12 +234,17 @@ mod tests {
             let x = f32::from_bits(rng.random_range(0..0x3f80_0001u32));
             check_number(&serde_json::to_string(&x).unwrap());
             // ... and arbitrary decimal strings of 1–21 digits with exponents.
-            let digits: String = (0..rng.random_range(1..=21)).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
+            let digits: String =
+                (0..rng.random_range(1..=21)).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
             let digits = digits.trim_start_matches('0');
             let digits = if digits.is_empty() { "0" } else { digits };
             let split = rng.random_range(1..=digits.len());
             let exp = rng.random_range(-40..=30);
-            check_number(&format!("{}.{}e{exp}", &digits[..split], if split == digits.len() { "0" } else { &digits[split..] }));
+            check_number(&format!(
+                "{}.{}e{exp}",
+                &digits[..split],
+                if split == digits.len() { "0" } else { &digits[split..] }
+            ));
         }
     }
 }

@@ -91,7 +91,14 @@ pub fn score_labels(labels: &[usize], probs: &[f32], threshold: Threshold) -> Re
     let precision = ratio(hit, predicted);
     let recall = ratio(hit, actual);
     let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-    RecordScores { jaccard, precision, recall, f1, prauc: average_precision_of(labels, probs), num_predicted: predicted }
+    RecordScores {
+        jaccard,
+        precision,
+        recall,
+        f1,
+        prauc: average_precision_of(labels, probs),
+        num_predicted: predicted,
+    }
 }
 
 /// `a / b`, or 0 when `b` is 0 (the reference's convention for empty sets).

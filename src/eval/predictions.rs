@@ -74,7 +74,13 @@ where
 }
 
 /// [`read_predictions`] with a chosen chunk size (small in tests, to cross many chunk borders).
-fn read_chunked<T, F>(path: &Path, num_medications: usize, threads: usize, chunk_bytes: usize, score: F) -> Result<Vec<(usize, T)>>
+fn read_chunked<T, F>(
+    path: &Path,
+    num_medications: usize,
+    threads: usize,
+    chunk_bytes: usize,
+    score: F,
+) -> Result<Vec<(usize, T)>>
 where
     T: Send,
     F: Fn(u64, &[f32]) -> Result<T> + Sync,
