@@ -66,12 +66,17 @@ pub fn average_precision_of(labels: &[usize], scores: &[f32]) -> f64 {
         .iter()
         .map(|&i| {
             let s = scores[i];
-            let ranked_at_least = scores.iter().filter(|&&x| x >= s).count();
             let positives_at_least = labels.iter().filter(|&&j| scores[j] >= s).count();
-            positives_at_least as f64 / ranked_at_least as f64
+            positives_at_least as f64 / count_at_least(scores, s) as f64
         })
         .sum();
     sum / labels.len() as f64
+}
+
+/// How many scores are ≥ `s`: a wrapping fold, so that it vectorises even where overflow checks are
+/// on (dev builds), which a plain `filter().count()` does not.
+fn count_at_least(scores: &[f32], s: f32) -> u32 {
+    scores.iter().fold(0u32, |n, &x| n.wrapping_add((x >= s) as u32))
 }
 
 /// All per-record metrics of `probs` against the multi-hot `truth`.

@@ -52,11 +52,18 @@ impl PredictionWriter {
 /// Bytes handed to a worker at a time (whole lines; a longer line grows its chunk).
 const CHUNK_BYTES: usize = 4 << 20;
 
-/// A run of whole lines and the file line number of the first.
+/// A run of whole lines; `index` orders chunks in the file.
 struct Chunk {
     index: usize,
-    first_line: usize,
     bytes: Vec<u8>,
+}
+
+/// A chunk's results with line numbers relative to the chunk (0-based), and how many line ends it
+/// held; line numbers become absolute once the chunks are back in file order, so the reader need
+/// not count lines.
+struct ChunkOutput<T> {
+    line_ends: usize,
+    items: Vec<(usize, T)>,
 }
 
 /// Streams a predictions file (plain or `.gz`) on `threads` worker threads, validating every line:
@@ -102,7 +109,7 @@ where
             scope.spawn(move || loop {
                 let next = chunk_rx.lock().expect("no worker panicked").recv();
                 let Ok(chunk) = next else { break };
-                let result = parse_chunk(path, &chunk, num_medications, score);
+                let result = parse_chunk(&chunk, num_medications, score);
                 failed.fetch_or(result.is_err(), Ordering::Relaxed);
                 if done_tx.send((chunk.index, result)).is_err() {
                     break;
@@ -116,9 +123,15 @@ where
     });
     read_result?;
     results.sort_by_key(|(index, _)| *index);
-    let mut all = Vec::new();
+    let (mut all, mut first_line) = (Vec::new(), 1);
     for (_, result) in results {
-        all.extend(result?);
+        match result {
+            Ok(out) => {
+                all.extend(out.items.into_iter().map(|(offset, t)| (first_line + offset, t)));
+                first_line += out.line_ends;
+            }
+            Err((offset, e)) => bail!("{}:{}: {e}", path.display(), first_line + offset),
+        }
     }
     Ok(all)
 }
@@ -131,7 +144,7 @@ fn send_chunks(
     tx: &mpsc::SyncSender<Chunk>,
     failed: &AtomicBool,
 ) -> Result<()> {
-    let (mut carry, mut first_line, mut index) = (Vec::new(), 1usize, 0usize);
+    let (mut carry, mut index) = (Vec::new(), 0usize);
     loop {
         if failed.load(Ordering::Relaxed) {
             return Ok(());
@@ -153,34 +166,33 @@ fn send_chunks(
         if bytes.is_empty() {
             return Ok(());
         }
-        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
-        if tx.send(Chunk { index, first_line, bytes }).is_err() {
+        if tx.send(Chunk { index, bytes }).is_err() {
             return Ok(());
         }
-        first_line += lines;
         index += 1;
     }
 }
 
-/// Parses, validates and scores the lines of one chunk.
-fn parse_chunk<T, F>(path: &Path, chunk: &Chunk, num_medications: usize, score: &F) -> Result<Vec<(usize, T)>>
+/// Parses, validates and scores the lines of one chunk; an error carries its chunk-relative line.
+fn parse_chunk<T, F>(chunk: &Chunk, num_medications: usize, score: &F) -> Result<ChunkOutput<T>, (usize, anyhow::Error)>
 where
     F: Fn(u64, &[f32]) -> Result<T>,
 {
-    let mut out = Vec::new();
+    let mut items = Vec::new();
     let mut probs = Vec::with_capacity(num_medications);
+    let mut line_ends = 0;
     for (offset, line) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
-        let line_no = chunk.first_line + offset;
+        line_ends = offset;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let subject_id = parse_line(line, &mut probs)
+        let scored = parse_line(line, &mut probs)
             .and_then(|id| validate(&probs, num_medications).map(|()| id))
-            .map_err(|e| anyhow!("{}:{line_no}: {e}", path.display()))?;
-        let result = score(subject_id, &probs).map_err(|e| anyhow!("{}:{line_no}: {e}", path.display()))?;
-        out.push((line_no, result));
+            .and_then(|id| score(id, &probs))
+            .map_err(|e| (offset, e))?;
+        items.push((offset, scored));
     }
-    Ok(out)
+    Ok(ChunkOutput { line_ends, items })
 }
 
 /// The fast parser, or serde_json for lines it does not cover (and for its error message).
