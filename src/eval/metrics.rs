@@ -3,8 +3,10 @@
 //! medications as PRAUC.
 
 /// The decision rule turning a probability into "prescribed". The reference uses `p > 0.3` for the
-/// student and `p >= 0.5` for the teacher.
+/// student and `p >= 0.5` for the teacher. The comparison is made in f32, as NumPy compares a float32
+/// probability array with a Python float.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Threshold {
     pub value: f32,
     /// `>=` when true, `>` when false.
@@ -17,6 +19,15 @@ impl Threshold {
             p >= self.value
         } else {
             p > self.value
+        }
+    }
+
+    /// The comparison as written in reports: `>` or `>=`.
+    pub fn rule(&self) -> &'static str {
+        if self.inclusive {
+            ">="
+        } else {
+            ">"
         }
     }
 }
@@ -37,41 +48,69 @@ pub struct RecordScores {
 /// positive label.
 pub fn average_precision(truth: &[bool], scores: &[f32]) -> f64 {
     assert_eq!(truth.len(), scores.len(), "labels and scores differ in length");
-    let positives = truth.iter().filter(|t| **t).count();
-    if positives == 0 {
+    let labels: Vec<usize> = truth.iter().enumerate().filter(|(_, t)| **t).map(|(i, _)| i).collect();
+    average_precision_of(&labels, scores)
+}
+
+/// [`average_precision`] with the positives given as distinct indices into `scores`.
+///
+/// Every positive i enters at the threshold s_i, together with all items scored ≥ s_i, so the sum
+/// over thresholds regroups as (1/|T|)·Σ_{i∈T} TP(≥ s_i) / N(≥ s_i): a positive tied with others
+/// contributes the precision of its whole tie group, exactly as sklearn's step-wise curve does. This
+/// needs no sort, only counts (vectorised, O(|T|·M)).
+pub fn average_precision_of(labels: &[usize], scores: &[f32]) -> f64 {
+    if labels.is_empty() {
         return 0.0;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut ap, mut prev_recall) = (0usize, 0usize, 0f64, 0f64);
-    let mut i = 0;
-    while i < order.len() {
-        let s = scores[order[i]];
-        while i < order.len() && scores[order[i]] == s {
-            tp += truth[order[i]] as usize;
-            seen += 1;
-            i += 1;
-        }
-        let recall = tp as f64 / positives as f64;
-        ap += (recall - prev_recall) * (tp as f64 / seen as f64);
-        prev_recall = recall;
-    }
-    ap
+    let sum: f64 = labels
+        .iter()
+        .map(|&i| {
+            let s = scores[i];
+            let positives_at_least = labels.iter().filter(|&&j| scores[j] >= s).count();
+            positives_at_least as f64 / count_at_least(scores, s) as f64
+        })
+        .sum();
+    sum / labels.len() as f64
+}
+
+/// How many scores are ≥ `s`: a wrapping fold, so that it vectorises even where overflow checks are
+/// on (dev builds), which a plain `filter().count()` does not.
+fn count_at_least(scores: &[f32], s: f32) -> u32 {
+    scores.iter().fold(0u32, |n, &x| n.wrapping_add((x >= s) as u32))
 }
 
 /// All per-record metrics of `probs` against the multi-hot `truth`.
 pub fn score_record(truth: &[bool], probs: &[f32], threshold: Threshold) -> RecordScores {
-    let (mut hit, mut predicted, mut actual) = (0usize, 0usize, 0usize);
-    for (t, p) in truth.iter().zip(probs) {
-        let pred = threshold.predicts(*p);
-        hit += (pred && *t) as usize;
-        predicted += pred as usize;
-        actual += *t as usize;
-    }
+    assert_eq!(truth.len(), probs.len(), "labels and scores differ in length");
+    let labels: Vec<usize> = truth.iter().enumerate().filter(|(_, t)| **t).map(|(i, _)| i).collect();
+    score_labels(&labels, probs, threshold)
+}
+
+/// [`score_record`] with the true medications given as distinct indices into `probs`.
+pub fn score_labels(labels: &[usize], probs: &[f32], threshold: Threshold) -> RecordScores {
+    let hit = labels.iter().filter(|&&i| threshold.predicts(probs[i])).count();
+    let predicted = probs.iter().filter(|&&p| threshold.predicts(p)).count();
+    let actual = labels.len();
     let union = predicted + actual - hit;
-    let jaccard = if union == 0 { 0.0 } else { hit as f64 / union as f64 };
-    let precision = if predicted == 0 { 0.0 } else { hit as f64 / predicted as f64 };
-    let recall = if actual == 0 { 0.0 } else { hit as f64 / actual as f64 };
+    let jaccard = ratio(hit, union);
+    let precision = ratio(hit, predicted);
+    let recall = ratio(hit, actual);
     let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-    RecordScores { jaccard, precision, recall, f1, prauc: average_precision(truth, probs), num_predicted: predicted }
+    RecordScores {
+        jaccard,
+        precision,
+        recall,
+        f1,
+        prauc: average_precision_of(labels, probs),
+        num_predicted: predicted,
+    }
+}
+
+/// `a / b`, or 0 when `b` is 0 (the reference's convention for empty sets).
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }

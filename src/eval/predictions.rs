@@ -1,12 +1,16 @@
 //! The predictions file: JSON Lines, one `{"subject_id": .., "probabilities": [M floats]}` per
 //! record, probabilities in `vocab.json` medication order. Written by `leader predict`, read by
-//! `leader eval`.
+//! `leader eval`, which streams it through [`read_predictions`].
 
+use crate::eval::line_parser::parse_prediction_line;
 use crate::io::AtomicFile;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
@@ -42,5 +46,226 @@ impl PredictionWriter {
     pub fn finish(self) -> Result<usize> {
         self.file.commit()?;
         Ok(self.count)
+    }
+}
+
+/// Bytes handed to a worker at a time (whole lines; a longer line grows its chunk).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// A run of whole lines; `index` orders chunks in the file.
+struct Chunk {
+    index: usize,
+    bytes: Vec<u8>,
+}
+
+/// A chunk's results with line numbers relative to the chunk (0-based), and how many line ends it
+/// held; line numbers become absolute once the chunks are back in file order, so the reader need
+/// not count lines.
+struct ChunkOutput<T> {
+    line_ends: usize,
+    items: Vec<(usize, T)>,
+}
+
+/// Streams a predictions file (plain or `.gz`) on `threads` worker threads, validating every line:
+/// valid JSON of the prediction shape, exactly `num_medications` probabilities, each finite and in
+/// [0, 1]. `score(subject_id, probabilities)` runs on the workers; its results come back in file
+/// order with their line numbers. The first bad line in file order fails the whole read with an
+/// error naming the file and line (an error from `score` is prefixed the same way). Blank lines are
+/// skipped. Memory stays at a few chunks plus the results.
+pub fn read_predictions<T, F>(path: &Path, num_medications: usize, threads: usize, score: F) -> Result<Vec<(usize, T)>>
+where
+    T: Send,
+    F: Fn(u64, &[f32]) -> Result<T> + Sync,
+{
+    read_chunked(path, num_medications, threads, CHUNK_BYTES, score)
+}
+
+/// [`read_predictions`] with a chosen chunk size (small in tests, to cross many chunk borders).
+fn read_chunked<T, F>(
+    path: &Path,
+    num_medications: usize,
+    threads: usize,
+    chunk_bytes: usize,
+    score: F,
+) -> Result<Vec<(usize, T)>>
+where
+    T: Send,
+    F: Fn(u64, &[f32]) -> Result<T> + Sync,
+{
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let failed = AtomicBool::new(false);
+    let threads = threads.max(1);
+    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2 * threads);
+    let chunk_rx = Mutex::new(chunk_rx);
+    let (done_tx, done_rx) = mpsc::channel();
+    let (mut results, read_result) = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (chunk_rx, done_tx, failed, score) = (&chunk_rx, done_tx.clone(), &failed, &score);
+            scope.spawn(move || loop {
+                let next = chunk_rx.lock().expect("no worker panicked").recv();
+                let Ok(chunk) = next else { break };
+                let result = parse_chunk(&chunk, num_medications, score);
+                failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                if done_tx.send((chunk.index, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        let read_result = send_chunks(&mut reader, path, chunk_bytes, &chunk_tx, &failed);
+        drop(chunk_tx);
+        (done_rx.into_iter().collect::<Vec<_>>(), read_result)
+    });
+    read_result?;
+    results.sort_by_key(|(index, _)| *index);
+    let (mut all, mut first_line) = (Vec::new(), 1);
+    for (_, result) in results {
+        match result {
+            Ok(out) => {
+                all.extend(out.items.into_iter().map(|(offset, t)| (first_line + offset, t)));
+                first_line += out.line_ends;
+            }
+            Err((offset, e)) => bail!("{}:{}: {e}", path.display(), first_line + offset),
+        }
+    }
+    Ok(all)
+}
+
+/// Reads `reader` in chunks cut at line ends and queues them, stopping early once a worker failed.
+fn send_chunks(
+    reader: &mut dyn Read,
+    path: &Path,
+    chunk_bytes: usize,
+    tx: &mpsc::SyncSender<Chunk>,
+    failed: &AtomicBool,
+) -> Result<()> {
+    let (mut carry, mut index) = (Vec::new(), 0usize);
+    loop {
+        if failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut bytes = std::mem::take(&mut carry);
+        let got = (&mut *reader)
+            .take(chunk_bytes as u64)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if got > 0 {
+            match bytes.iter().rposition(|&b| b == b'\n') {
+                Some(cut) => carry = bytes.split_off(cut + 1),
+                None => {
+                    carry = bytes;
+                    continue;
+                }
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if tx.send(Chunk { index, bytes }).is_err() {
+            return Ok(());
+        }
+        index += 1;
+    }
+}
+
+/// Parses, validates and scores the lines of one chunk; an error carries its chunk-relative line.
+fn parse_chunk<T, F>(chunk: &Chunk, num_medications: usize, score: &F) -> Result<ChunkOutput<T>, (usize, anyhow::Error)>
+where
+    F: Fn(u64, &[f32]) -> Result<T>,
+{
+    let mut items = Vec::new();
+    let mut probs = Vec::with_capacity(num_medications);
+    let mut line_ends = 0;
+    for (offset, line) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
+        line_ends = offset;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let scored = parse_line(line, &mut probs)
+            .and_then(|id| validate(&probs, num_medications).map(|()| id))
+            .and_then(|id| score(id, &probs))
+            .map_err(|e| (offset, e))?;
+        items.push((offset, scored));
+    }
+    Ok(ChunkOutput { line_ends, items })
+}
+
+/// The fast parser, or serde_json for lines it does not cover (and for its error message).
+fn parse_line(line: &[u8], probs: &mut Vec<f32>) -> Result<u64> {
+    if let Some(id) = parse_prediction_line(line, probs) {
+        return Ok(id);
+    }
+    let p: Prediction = serde_json::from_slice(line).map_err(|e| anyhow!("column {}: {e}", e.column()))?;
+    *probs = p.probabilities;
+    Ok(p.subject_id)
+}
+
+fn validate(probs: &[f32], num_medications: usize) -> Result<()> {
+    if probs.len() != num_medications {
+        bail!("expected {num_medications} probabilities (one per vocab.json medication), found {}", probs.len());
+    }
+    if let Some((i, p)) = probs.iter().enumerate().find(|(_, p)| !(0.0..=1.0).contains(*p)) {
+        bail!("probability {i} (0-based) is {p}; expected a finite value in [0, 1]");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `lines` to a temporary file.
+    fn file_with(lines: &[String]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        (dir, path)
+    }
+
+    fn line(id: u64, probs: &[f32]) -> String {
+        serde_json::to_string(&Prediction { subject_id: id, probabilities: probs.to_vec() }).unwrap()
+    }
+
+    #[test]
+    fn many_small_chunks_keep_file_order_and_line_numbers() {
+        // 500 lines of ~60 bytes in 100-byte chunks: every chunk holds one or two lines, so order and
+        // numbering cross hundreds of chunk borders and both workers.
+        let lines: Vec<String> = (0..500u64).map(|i| line(i * 7, &[i as f32 / 500.0, 0.25, 1.0])).collect();
+        let (_dir, path) = file_with(&lines);
+        for threads in [1, 2, 3] {
+            let got = read_chunked(&path, 3, threads, 100, |id, p| Ok((id, p.to_vec()))).unwrap();
+            assert_eq!(got.len(), 500);
+            for (k, (line_no, (id, p))) in got.iter().enumerate() {
+                assert_eq!((*line_no, *id), (k + 1, k as u64 * 7));
+                assert_eq!(p, &vec![k as f32 / 500.0, 0.25, 1.0]);
+            }
+        }
+    }
+
+    #[test]
+    fn first_bad_line_in_file_order_is_reported() {
+        let mut lines: Vec<String> = (0..300u64).map(|i| line(i, &[0.5, 0.5])).collect();
+        lines[211] = line(211, &[0.5, 1.5]);
+        lines[250] = line(250, &[0.5]);
+        let (_dir, path) = file_with(&lines);
+        for threads in [1, 2] {
+            let err = read_chunked(&path, 2, threads, 64, |_, _| Ok(())).unwrap_err().to_string();
+            assert!(err.contains("p.jsonl:212:"), "{err}");
+            assert!(err.contains("probability 1 (0-based) is 1.5"), "{err}");
+        }
+    }
+
+    #[test]
+    fn line_longer_than_a_chunk_is_read_whole() {
+        let probs: Vec<f32> = (0..200).map(|i| i as f32 / 200.0).collect();
+        let lines = vec![line(1, &probs), line(2, &probs)];
+        let (_dir, path) = file_with(&lines);
+        let got = read_chunked(&path, 200, 2, 16, |id, p| Ok((id, p.to_vec()))).unwrap();
+        assert_eq!(got, vec![(1, (1, probs.clone())), (2, (2, probs))]);
     }
 }

@@ -1,0 +1,250 @@
+//! A fast parser for the one JSON shape a predictions line has:
+//! `{"subject_id": <unsigned int>, "probabilities": [<number>, ...]}` (keys in either order, any
+//! JSON whitespace). Anything else (escaped keys, extra keys, malformed text) makes it give up, and
+//! the caller re-parses the line with serde_json for the general case or a precise error message.
+
+/// Parses `line` into its subject id, filling `probs`; `None` when the line is not of the fast shape.
+pub fn parse_prediction_line(line: &[u8], probs: &mut Vec<f32>) -> Option<u64> {
+    let mut p = Cursor { s: line, i: 0 };
+    let (mut subject, mut have_probs) = (None, false);
+    p.expect(b'{')?;
+    loop {
+        p.expect(b'"')?;
+        let key_end = p.s[p.i..].iter().position(|&b| b == b'"')? + p.i;
+        let key = &p.s[p.i..key_end];
+        p.i = key_end + 1;
+        p.expect(b':')?;
+        match key {
+            b"subject_id" if subject.is_none() => subject = Some(p.unsigned()?),
+            b"probabilities" if !have_probs => {
+                p.numbers(probs)?;
+                have_probs = true;
+            }
+            _ => return None,
+        }
+        match p.next_byte()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    p.skip_ws();
+    (p.i == p.s.len() && have_probs).then_some(subject?)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn skip_ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+            self.i += 1;
+        }
+    }
+
+    /// The next non-whitespace byte, consumed.
+    fn next_byte(&mut self) -> Option<u8> {
+        self.skip_ws();
+        let b = *self.s.get(self.i)?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next_byte()? == byte).then_some(())
+    }
+
+    /// A JSON unsigned integer that fits in u64 (no leading zeros, as JSON requires).
+    fn unsigned(&mut self) -> Option<u64> {
+        self.skip_ws();
+        let digits = self.s[self.i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && self.s[self.i] == b'0') {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.s[self.i..self.i + digits]).ok()?;
+        self.i += digits;
+        text.parse().ok()
+    }
+
+    /// `[n, n, ...]` into `out` (cleared first).
+    fn numbers(&mut self, out: &mut Vec<f32>) -> Option<()> {
+        out.clear();
+        self.expect(b'[')?;
+        self.skip_ws();
+        if self.s.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            out.push(self.number()?);
+            match self.next_byte()? {
+                b',' => continue,
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// One JSON number, correctly rounded to f32.
+    fn number(&mut self) -> Option<f32> {
+        let start = self.i;
+        let s = self.s;
+        let negative = s.get(self.i) == Some(&b'-');
+        self.i += negative as usize;
+        let (mut mantissa, mut digits, mut exp10) = (0u64, 0usize, 0i64);
+        let int_start = self.i;
+        while let Some(d) = s.get(self.i).filter(|b| b.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+            digits += 1;
+            self.i += 1;
+        }
+        let int_digits = self.i - int_start;
+        if int_digits == 0 || (int_digits > 1 && s[int_start] == b'0') {
+            return None;
+        }
+        if s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            let frac_start = self.i;
+            while let Some(d) = s.get(self.i).filter(|b| b.is_ascii_digit()) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+                digits += 1;
+                self.i += 1;
+            }
+            if self.i == frac_start {
+                return None;
+            }
+            exp10 -= (self.i - frac_start) as i64;
+        }
+        if matches!(s.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            let sign = match s.get(self.i) {
+                Some(b'-') => -1,
+                Some(b'+') => 1,
+                _ => 0,
+            };
+            self.i += (sign != 0) as usize;
+            let exp_start = self.i;
+            let mut e = 0i64;
+            while let Some(d) = s.get(self.i).filter(|b| b.is_ascii_digit()) {
+                e = (e * 10 + (d - b'0') as i64).min(1 << 20);
+                self.i += 1;
+            }
+            if self.i == exp_start {
+                return None;
+            }
+            exp10 += if sign < 0 { -e } else { e };
+        }
+        let value = match exact_f32(mantissa, digits, exp10) {
+            Some(v) => v,
+            // Long mantissas, far exponents and double-rounding ties take the standard library's
+            // correctly rounded (slower) parser.
+            None => std::str::from_utf8(&s[start + negative as usize..self.i]).ok()?.parse::<f32>().ok()?,
+        };
+        Some(if negative { -value } else { value })
+    }
+}
+
+/// Clinger's fast path: when the decimal mantissa and 10^|e| are both exact in f64, one f64 division
+/// or multiplication is correctly rounded. Rounding that f64 to f32 is then also correct unless the
+/// f64 lies exactly on an f32 rounding midpoint (its 29 low mantissa bits are 1000…0), where the
+/// first rounding may have crossed it; those go to the slow path.
+fn exact_f32(mantissa: u64, digits: usize, exp10: i64) -> Option<f32> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    if mantissa == 0 && digits <= 19 {
+        return Some(0.0);
+    }
+    if digits > 19 || mantissa > 1 << 53 || exp10.unsigned_abs() > 22 {
+        return None;
+    }
+    let m = mantissa as f64;
+    let v = if exp10 < 0 { m / POW10[(-exp10) as usize] } else { m * POW10[exp10 as usize] };
+    const LOW: u64 = (1 << 29) - 1;
+    if v.to_bits() & LOW == 1 << 28 {
+        return None;
+    }
+    Some(v as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn parse(line: &str) -> Option<(u64, Vec<f32>)> {
+        let mut probs = vec![9.0; 3];
+        parse_prediction_line(line.as_bytes(), &mut probs).map(|id| (id, probs))
+    }
+
+    #[test]
+    fn accepts_the_shape_in_any_key_order_and_whitespace() {
+        assert_eq!(parse(r#"{"subject_id":7,"probabilities":[0.5,1,0]}"#), Some((7, vec![0.5, 1.0, 0.0])));
+        assert_eq!(
+            parse(" {\t\"probabilities\" : [ 0.25 , 1e-3 ,2.5E+1 ] ,\"subject_id\" : 42 }\r"),
+            Some((42, vec![0.25, 0.001, 25.0]))
+        );
+        assert_eq!(parse(r#"{"subject_id": 3, "probabilities": []}"#), Some((3, vec![])));
+    }
+
+    #[test]
+    fn gives_up_on_anything_else() {
+        for bad in [
+            r#"{"subject_id": 7}"#,
+            r#"{"probabilities": [0.5]}"#,
+            r#"{"subject_id": 7, "probabilities": [0.5], "x": 1}"#,
+            r#"{"subject_id": 7, "subject_id": 8, "probabilities": [0.5]}"#,
+            r#"{"subject_id": 07, "probabilities": [0.5]}"#,
+            r#"{"subject_id": -7, "probabilities": [0.5]}"#,
+            r#"{"subject_id": 7, "probabilities": [0.5,]}"#,
+            r#"{"subject_id": 7, "probabilities": [.5]}"#,
+            r#"{"subject_id": 7, "probabilities": [5.]}"#,
+            r#"{"subject_id": 7, "probabilities": [01]}"#,
+            r#"{"subject_id": 7, "probabilities": [1e]}"#,
+            r#"{"subject_id": 7, "probabilities": [NaN]}"#,
+            r#"{"subject_id": 7, "probabilities": [0.5]} x"#,
+            r#"{"subject\u005fid": 7, "probabilities": [0.5]}"#,
+            r#"{"subject_id": 7, "probabilities": [0.5]"#,
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    /// Every accepted number must equal the standard library's correctly rounded parse.
+    fn check_number(text: &str) {
+        let line = format!(r#"{{"subject_id": 1, "probabilities": [{text}]}}"#);
+        let (_, got) = parse(&line).unwrap_or_else(|| panic!("{text} rejected"));
+        let want: f32 = text.parse().unwrap();
+        assert_eq!(got[0].to_bits(), want.to_bits(), "{text}");
+    }
+
+    #[test]
+    fn numbers_round_like_the_standard_library() {
+        // 16777217 = 2^24 + 1 is an exact f32 midpoint (between 2^24 and 2^24 + 2): ties go to even.
+        for text in ["16777217", "16777219", "0.1", "0.3", "1e-30", "1.401298464e-45", "3.4028235e38", "-0.0", "0e0"] {
+            check_number(text);
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            // f32 shortest representations (what PredictionWriter writes) ...
+            let x = f32::from_bits(rng.random_range(0..0x3f80_0001u32));
+            check_number(&serde_json::to_string(&x).unwrap());
+            // ... and arbitrary decimal strings of 1–21 digits with exponents.
+            let digits: String =
+                (0..rng.random_range(1..=21)).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
+            let digits = digits.trim_start_matches('0');
+            let digits = if digits.is_empty() { "0" } else { digits };
+            let split = rng.random_range(1..=digits.len());
+            let exp = rng.random_range(-40..=30);
+            check_number(&format!(
+                "{}.{}e{exp}",
+                &digits[..split],
+                if split == digits.len() { "0" } else { &digits[split..] }
+            ));
+        }
+    }
+}
