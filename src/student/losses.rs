@@ -4,7 +4,7 @@
 use super::batch::Batch;
 use super::config::LossConfig;
 use super::model::{Dropout, Leader, Output};
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 /// Binary cross-entropy with logits, mean over all entries (= per-record mean over M, then batch
