@@ -48,18 +48,18 @@ fn distillation_beats_training_without_the_teacher() {
     write_data_dir(&data, &v, &train_set, &valid_set, &valid_set);
     let cache = dir.path().join("teacher.safetensors");
     write_cache(&cache, &teacher);
-    let mut cfg = small_config(4);
+    let mut cfg = small_config(8);
     cfg.train.patience = 100;
     cfg.loss.alpha = 1.0;
     let plain = train(&options(&data, &dir.path().join("plain"), cfg.clone(), TeacherSource::None, false)).unwrap();
     let kd = train(&options(&data, &dir.path().join("kd"), cfg, TeacherSource::Cache(cache), false)).unwrap();
     eprintln!("valid PRAUC: without teacher {:.4}, distilled {:.4}", plain.best_valid_prauc, kd.best_valid_prauc);
-    assert!(kd.best_valid_prauc > plain.best_valid_prauc + 0.03, "distill {kd:?} vs plain {plain:?}");
+    assert!(kd.best_valid_prauc > plain.best_valid_prauc + 0.1, "distill {kd:?} vs plain {plain:?}");
     // The KD run logs its KD loss; the plain run does not.
     let log: Vec<EpochLog> = leader::io::read_jsonl(&dir.path().join("kd").join(checkpoint::TRAIN_LOG)).unwrap();
-    assert_eq!(log.len(), 4);
+    assert_eq!(log.len(), 8);
     assert!(log.iter().all(|e| e.train_kd.is_some()));
-    assert!(log[3].train_kd.unwrap() < log[0].train_kd.unwrap(), "the KD loss falls: {log:?}");
+    assert!(log[7].train_kd.unwrap() < log[0].train_kd.unwrap(), "the KD loss falls: {log:?}");
 }
 
 fn small_data(dir: &Path) -> PathBuf {

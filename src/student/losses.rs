@@ -3,9 +3,9 @@
 
 use super::batch::Batch;
 use super::config::LossConfig;
-use super::model::{Dropout, Leader, Output};
+use super::model::{torch_linear, Dropout, Leader, Output};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 /// Binary cross-entropy with logits, mean over all entries (= per-record mean over M, then batch
 /// mean): `max(x, 0) - x*y + log(1 + exp(-|x|))`.
@@ -63,9 +63,9 @@ impl TrainingHeads {
     /// `teacher_hidden`: H when training with a teacher.
     pub fn new(vb: VarBuilder, d: usize, teacher_hidden: Option<usize>) -> Result<Self> {
         Ok(Self {
-            kd_projector: teacher_hidden.map(|h| linear(2 * d, h, vb.pp("kd_projector"))).transpose()?,
-            align_medications: linear(d, d, vb.pp("align_medications"))?,
-            align_profile: linear(d, d, vb.pp("align_profile"))?,
+            kd_projector: teacher_hidden.map(|h| torch_linear(2 * d, h, true, vb.pp("kd_projector"))).transpose()?,
+            align_medications: torch_linear(d, d, true, vb.pp("align_medications"))?,
+            align_profile: torch_linear(d, d, true, vb.pp("align_profile"))?,
         })
     }
 

@@ -7,7 +7,17 @@ use super::batch::{Batch, CodeSets, Masks};
 use super::config::ModelDims;
 use crate::nn::rng::TensorRng;
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{embedding, linear, linear_no_bias, Embedding, Linear, VarBuilder};
+use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
+
+/// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
+/// the reference is; candle's `linear` draws Kaiming-normal weights about 2.4 times larger.
+pub fn torch_linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let bound = 1.0 / (in_dim as f64).sqrt();
+    let init = Init::Uniform { lo: -bound, up: bound };
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+    let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", init)?) } else { None };
+    Ok(Linear::new(weight, bias))
+}
 
 /// Dropout that is active only when it holds a random stream (training).
 pub struct Dropout<'a>(Option<&'a mut TensorRng>);
@@ -38,8 +48,8 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
-        let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
+        let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
         Ok(Self { weight, bias, eps: eps as f32 })
     }
 
@@ -60,10 +70,10 @@ pub struct Attention {
 impl Attention {
     pub fn new(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
         Ok(Self {
-            q: linear_no_bias(d, d, vb.pp("q"))?,
-            k: linear_no_bias(d, d, vb.pp("k"))?,
-            v: linear_no_bias(d, d, vb.pp("v"))?,
-            out: linear(d, d, vb.pp("out"))?,
+            q: torch_linear(d, d, false, vb.pp("q"))?,
+            k: torch_linear(d, d, false, vb.pp("k"))?,
+            v: torch_linear(d, d, false, vb.pp("v"))?,
+            out: torch_linear(d, d, true, vb.pp("out"))?,
             heads,
         })
     }
@@ -99,8 +109,8 @@ impl TransformerBlock {
             ln1: LayerNorm::new(vb.pp("ln1"), d, cfg.layer_norm_eps)?,
             attention: Attention::new(vb.pp("attention"), d, cfg.heads)?,
             ln2: LayerNorm::new(vb.pp("ln2"), d, cfg.layer_norm_eps)?,
-            ffn_in: linear(d, cfg.ffn, vb.pp("ffn_in"))?,
-            ffn_out: linear(cfg.ffn, d, vb.pp("ffn_out"))?,
+            ffn_in: torch_linear(d, cfg.ffn, true, vb.pp("ffn_in"))?,
+            ffn_out: torch_linear(cfg.ffn, d, true, vb.pp("ffn_out"))?,
             p_hidden: cfg.hidden_dropout,
             p_attention: cfg.attention_dropout,
         })
@@ -134,7 +144,7 @@ impl ProfileEncoder {
         }
         let fields =
             field_sizes.iter().enumerate().map(|(i, &n)| embedding(n, d, vb.pp(format!("field{i}")))).collect::<Result<_>>()?;
-        Ok(Self { fields, med_head: linear(d * field_sizes.len(), d, vb.pp("med_head"))? })
+        Ok(Self { fields, med_head: torch_linear(d * field_sizes.len(), d, true, vb.pp("med_head"))? })
     }
 
     /// `profile` [B, F] value indices → [B, d].
@@ -185,8 +195,8 @@ impl Leader {
             medication_set: TransformerBlock::new(vb.pp("medication_set"), cfg)?,
             visit: TransformerBlock::new(vb.pp("visit"), cfg)?,
             profile: ProfileEncoder::new(vb.pp("profile"), &shape.profile_sizes, d)?,
-            head_hidden: linear(3 * d, 2 * d, vb.pp("head_hidden"))?,
-            head_out: linear(2 * d, shape.num_medications, vb.pp("head_out"))?,
+            head_hidden: torch_linear(3 * d, 2 * d, true, vb.pp("head_hidden"))?,
+            head_out: torch_linear(2 * d, shape.num_medications, true, vb.pp("head_out"))?,
             d,
         })
     }
