@@ -15,14 +15,17 @@ fn main() -> Result<()> {
     let student = TrainedStudent::load(run.as_ref())?;
     let codes = CodeVocab::new(&student.vocab);
     let m = student.info.shape.num_medications;
-    let records: Vec<Record> =
-        leader::io::JsonLines::open(records_path.as_ref())?.take(n).map(|r| r.map(|(_, v)| v)).collect::<Result<_>>()?;
+    let records: Vec<Record> = leader::io::JsonLines::open(records_path.as_ref())?
+        .take(n)
+        .map(|r| r.map(|(_, v)| v))
+        .collect::<Result<_>>()?;
     let mut micros = Vec::with_capacity(records.len());
     for record in &records {
         // Timed from the parsed record to the probabilities: encoding, batching and the forward pass.
         let start = Instant::now();
         let mut stats = EncodeStats::default();
-        let encoded = codes.encode(record, student.info.model.max_visits, student.info.model.max_codes, false, &mut stats)?;
+        let encoded =
+            codes.encode(record, student.info.model.max_visits, student.info.model.max_codes, false, &mut stats)?;
         let probs = leader::student::predict::probabilities(&student.model, &[&encoded], m, 1)?;
         std::hint::black_box(probs);
         micros.push(start.elapsed().as_secs_f64() * 1e6);

@@ -8,7 +8,8 @@
 #   `leader synth --flavor mimic3 --patients 46520` + `leader preprocess`, and falls back to
 #   scripts/student_bench_data.py when those commands are not available.
 # Env: BENCH_DIR (work folder, default target/bench-student), THREADS (default 2: RAYON_NUM_THREADS),
-#      PREDICT_RECORDS (default 1000000).
+#      PREDICT_RECORDS (default 1000000), PROFILE (release, or dev: our crate at opt-level 1,
+#      dependencies at 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-target/bench-student}
@@ -16,8 +17,10 @@ THREADS=${THREADS:-2}
 PREDICT_RECORDS=${PREDICT_RECORDS:-1000000}
 export RAYON_NUM_THREADS=$THREADS
 mkdir -p "$WORK"
-cargo build --release --quiet --bin leader --example student_latency
-BIN=target/release/leader
+PROFILE=${PROFILE:-release}
+OUTDIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" --quiet --bin leader --example student_latency
+BIN=target/$OUTDIR/leader
 
 DATA=${1:-}
 if [ -z "$DATA" ]; then
@@ -32,7 +35,7 @@ if [ -z "$DATA" ]; then
     fi
   fi
 fi
-echo "data: $DATA ($(wc -l < "$DATA/train.jsonl") train records), threads: $THREADS, machine: $(nproc) cores, $(uname -m)"
+echo "profile: $PROFILE; data: $DATA ($(wc -l < "$DATA/train.jsonl") train records), threads: $THREADS, machine: $(nproc) cores, $(uname -m)"
 
 # Peak RSS (kB) and wall seconds of a command, via GNU time.
 measure() { /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > /dev/null; cat "$WORK/time.txt"; }
@@ -61,4 +64,4 @@ PY
 fi
 read -r WALL RSS < <(measure $BIN --quiet predict --model "$WORK/run-b16" --records "$BIG" --out "$WORK/predictions.jsonl")
 python3 -c "print(f'predict: {$PREDICT_RECORDS} records in {$WALL} s = {$PREDICT_RECORDS / $WALL:.0f} records/s, peak RSS {$RSS // 1024} MiB')"
-target/release/examples/student_latency "$WORK/run-b16" "$DATA/test.jsonl" 2000
+target/$OUTDIR/examples/student_latency "$WORK/run-b16" "$DATA/test.jsonl" 2000

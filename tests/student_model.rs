@@ -101,7 +101,12 @@ fn padding_never_changes_the_output() {
         let alone = logits(&[r]);
         let padded = logits(&[&encoded[widest], r]);
         for j in 0..6 {
-            assert!((alone[0][j] - together[i][j]).abs() < 1e-10, "record {i}: alone {:?} vs batch {:?}", alone[0], together[i]);
+            assert!(
+                (alone[0][j] - together[i][j]).abs() < 1e-10,
+                "record {i}: alone {:?} vs batch {:?}",
+                alone[0],
+                together[i]
+            );
             assert!((alone[0][j] - padded[1][j]).abs() < 1e-10, "record {i}: alone vs padded");
         }
         checked_padded += (r.diagnoses.len() < encoded[widest].diagnoses.len()) as usize;
@@ -127,7 +132,9 @@ fn every_loss_matches_finite_differences() {
     let vb = params.var_builder(DType::F64, &Device::Cpu);
     let model = Leader::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
     let heads = TrainingHeads::new(vb.pp("train_heads"), 8, Some(4)).unwrap();
-    let teacher = Tensor::from_vec((0..24).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect::<Vec<_>>(), (6, 4), &Device::Cpu).unwrap();
+    let teacher =
+        Tensor::from_vec((0..24).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect::<Vec<_>>(), (6, 4), &Device::Cpu)
+            .unwrap();
     let vars = params.named_vars();
     let base = LossConfig { alpha: 0.0, beta: 0.0, temperature: 0.7, exclude_positive: false };
     let cases: [(&str, LossConfig, fn(&str) -> bool); 4] = [

@@ -158,7 +158,9 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
     leader::predict::run(&args).unwrap();
     let by_split = leader::io::read_jsonl::<leader::eval::predictions::Prediction>(&out).unwrap();
     assert_eq!(by_split.len(), 40);
-    assert!(by_split.iter().all(|p| p.probabilities.len() == 6 && p.probabilities.iter().all(|x| (0.0..=1.0).contains(x))));
+    assert!(by_split
+        .iter()
+        .all(|p| p.probabilities.len() == 6 && p.probabilities.iter().all(|x| (0.0..=1.0).contains(x))));
     let sidecar = std::fs::read_to_string(leader::config::sidecar_path(&out)).unwrap();
     assert!(sidecar.contains("model_kind = \"student\""), "{sidecar}");
 
@@ -169,7 +171,11 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
     std::fs::create_dir_all(&elsewhere).unwrap();
     write_jsonl(&elsewhere.join("records.jsonl"), &records);
     let out2 = dir.path().join("reversed.jsonl");
-    let args2 = PredictArgs { records: Some(elsewhere.join("records.jsonl")), batch_size: Some(1), ..predict_args(&run, &out2) };
+    let args2 = PredictArgs {
+        records: Some(elsewhere.join("records.jsonl")),
+        batch_size: Some(1),
+        ..predict_args(&run, &out2)
+    };
     leader::predict::run(&args2).unwrap();
     let mut reversed = leader::io::read_jsonl::<leader::eval::predictions::Prediction>(&out2).unwrap();
     assert_eq!(reversed.first().unwrap().subject_id, records[0].subject_id);
@@ -183,7 +189,12 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
 
     // CSV: the top 3 drugs per record, in decreasing probability, matching the JSON Lines output.
     let csv = dir.path().join("top.csv");
-    let args3 = PredictArgs { data: Some(data.clone()), split: Some("test".into()), format: PredictFormat::Csv, ..predict_args(&run, &csv) };
+    let args3 = PredictArgs {
+        data: Some(data.clone()),
+        split: Some("test".into()),
+        format: PredictFormat::Csv,
+        ..predict_args(&run, &csv)
+    };
     leader::predict::run(&args3).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = text.lines().skip(1).collect();
@@ -203,7 +214,11 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
     let other = dir.path().join("other");
     let v2 = vocab(7, 20, 8);
     write_data_dir(&other, &v2, &[], &[], &random_records(4, 3, &v2));
-    let args4 = PredictArgs { data: Some(other), split: Some("test".into()), ..predict_args(&run, &dir.path().join("x.jsonl")) };
+    let args4 = PredictArgs {
+        data: Some(other),
+        split: Some("test".into()),
+        ..predict_args(&run, &dir.path().join("x.jsonl"))
+    };
     let err = leader::predict::run(&args4).unwrap_err().to_string();
     assert!(err.contains("is not the vocabulary the model was trained with"), "{err}");
 }

@@ -194,7 +194,11 @@ pub struct CodeSets {
 
 impl CodeSets {
     /// One row per set; the width is the longest set (at least 1).
-    pub fn new<'a>(sets: impl ExactSizeIterator<Item = &'a [u32]> + Clone, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new<'a>(
+        sets: impl ExactSizeIterator<Item = &'a [u32]> + Clone,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let n = sets.len();
         let width = sets.clone().map(|s| s.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![PAD; n * width];
@@ -203,12 +207,19 @@ impl CodeSets {
             ids[row * width..row * width + set.len()].copy_from_slice(set);
             lengths.push(set.len());
         }
-        Ok(Self { ids: Tensor::from_vec(ids, (n, width), device)?, masks: Masks::from_lengths(&lengths, width, dtype, device)? })
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (n, width), device)?,
+            masks: Masks::from_lengths(&lengths, width, dtype, device)?,
+        })
     }
 }
 
 /// The code set of every visit slot of every record, `B * V` rows (empty where `pick` has none).
-fn slots<'a>(records: &[&'a EncodedRecord], v: usize, pick: impl Fn(&'a EncodedRecord, usize) -> Option<&'a Vec<u32>>) -> Vec<&'a [u32]> {
+fn slots<'a>(
+    records: &[&'a EncodedRecord],
+    v: usize,
+    pick: impl Fn(&'a EncodedRecord, usize) -> Option<&'a Vec<u32>>,
+) -> Vec<&'a [u32]> {
     let mut out = Vec::with_capacity(records.len() * v);
     for r in records {
         for t in 0..v {

@@ -54,13 +54,22 @@ impl TrainState {
         let c = get("state.counters")?.to_vec1::<i64>()?;
         ensure!(c.len() == 3, "checkpoint state.counters has {} entries, expected 3", c.len());
         let best_score = get("state.best_score")?.to_vec1::<f64>()?[0];
-        Ok(Self { epochs_done: c[0] as usize, best_score, best_epoch: c[1] as usize, epochs_without_improvement: c[2] as usize })
+        Ok(Self {
+            epochs_done: c[0] as usize,
+            best_score,
+            best_epoch: c[1] as usize,
+            epochs_without_improvement: c[2] as usize,
+        })
     }
 }
 
 /// Writes named tensors through a temporary sibling and a rename.
 pub fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_file_name(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     candle_core::safetensors::save(map, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
@@ -74,8 +83,14 @@ pub fn save_weights(vars: &[(String, Var)], path: &Path) -> Result<()> {
 }
 
 /// Writes the resumable checkpoint: weights (`model.NAME`), Adam state and [`TrainState`].
-pub fn save_checkpoint(vars: &[(String, Var)], adam: HashMap<String, Tensor>, state: TrainState, path: &Path) -> Result<()> {
-    let mut map: HashMap<String, Tensor> = var_tensors(vars).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+pub fn save_checkpoint(
+    vars: &[(String, Var)],
+    adam: HashMap<String, Tensor>,
+    state: TrainState,
+    path: &Path,
+) -> Result<()> {
+    let mut map: HashMap<String, Tensor> =
+        var_tensors(vars).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     map.extend(adam);
     state.to_tensors(&mut map)?;
     save_tensors(&map, path)
@@ -83,10 +98,18 @@ pub fn save_checkpoint(vars: &[(String, Var)], adam: HashMap<String, Tensor>, st
 
 /// Reads a checkpoint into `vars` and returns the Adam state and the training state.
 pub fn load_checkpoint(vars: &[(String, Var)], path: &Path) -> Result<(HashMap<String, Tensor>, TrainState)> {
-    let map = candle_core::safetensors::load(path, &Device::Cpu).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    let map = candle_core::safetensors::load(path, &Device::Cpu)
+        .with_context(|| format!("reading checkpoint {}", path.display()))?;
     for (name, var) in vars {
-        let t = map.get(&format!("model.{name}")).with_context(|| format!("{}: no weights for {name}", path.display()))?;
-        ensure!(t.shape() == var.shape(), "{}: {name} has shape {:?}, the model expects {:?}", path.display(), t.shape(), var.shape());
+        let t =
+            map.get(&format!("model.{name}")).with_context(|| format!("{}: no weights for {name}", path.display()))?;
+        ensure!(
+            t.shape() == var.shape(),
+            "{}: {name} has shape {:?}, the model expects {:?}",
+            path.display(),
+            t.shape(),
+            var.shape()
+        );
         var.set(&t.to_dtype(var.dtype())?)?;
     }
     let state = TrainState::from_tensors(&map).with_context(|| format!("reading {}", path.display()))?;
@@ -114,7 +137,8 @@ impl TrainedStudent {
         let weights = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-        let model = Leader::new(vb, &info.model, &info.shape).with_context(|| format!("loading {}", weights_path.display()))?;
+        let model =
+            Leader::new(vb, &info.model, &info.shape).with_context(|| format!("loading {}", weights_path.display()))?;
         Ok(Self { info, vocab, model })
     }
 }

@@ -63,9 +63,15 @@ impl StudentConfig {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let m = &self.model;
-        anyhow::ensure!(m.hidden > 0 && m.heads > 0 && m.hidden % m.heads == 0, "model.hidden must be a positive multiple of model.heads");
+        anyhow::ensure!(
+            m.hidden > 0 && m.heads > 0 && m.hidden % m.heads == 0,
+            "model.hidden must be a positive multiple of model.heads"
+        );
         anyhow::ensure!(m.max_visits > 0 && m.max_codes > 0, "model.max_visits and model.max_codes must be positive");
-        anyhow::ensure!((0.0..1.0).contains(&m.hidden_dropout) && (0.0..1.0).contains(&m.attention_dropout), "dropouts must be in [0, 1)");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&m.hidden_dropout) && (0.0..1.0).contains(&m.attention_dropout),
+            "dropouts must be in [0, 1)"
+        );
         anyhow::ensure!(self.loss.temperature > 0.0, "loss.temperature must be positive");
         anyhow::ensure!(self.train.batch_size > 0 && self.train.eval_batch_size > 0, "batch sizes must be positive");
         anyhow::ensure!(self.predict.batch_size > 0 && self.predict.read_chunk > 0, "predict sizes must be positive");

@@ -64,7 +64,9 @@ impl KdTarget {
             Self::Cache { hidden, rows } => {
                 let index = subject_ids
                     .iter()
-                    .map(|s| rows.get(s).map(|&r| r as u32).ok_or_else(|| anyhow::anyhow!("subject {s}: no teacher vector")))
+                    .map(|s| {
+                        rows.get(s).map(|&r| r as u32).ok_or_else(|| anyhow::anyhow!("subject {s}: no teacher vector"))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let index = Tensor::new(index.as_slice(), &Device::Cpu)?;
                 Ok(Some(hidden.index_select(&index, 0)?.to_dtype(dtype)?.to_device(device)?))

@@ -142,15 +142,22 @@ impl ProfileEncoder {
         if field_sizes.is_empty() {
             candle_core::bail!("the vocabulary has no profile fields; the profile encoder needs at least one");
         }
-        let fields =
-            field_sizes.iter().enumerate().map(|(i, &n)| embedding(n, d, vb.pp(format!("field{i}")))).collect::<Result<_>>()?;
+        let fields = field_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| embedding(n, d, vb.pp(format!("field{i}"))))
+            .collect::<Result<_>>()?;
         Ok(Self { fields, med_head: torch_linear(d * field_sizes.len(), d, true, vb.pp("med_head"))? })
     }
 
     /// `profile` [B, F] value indices → [B, d].
     pub fn forward(&self, profile: &Tensor) -> Result<Tensor> {
-        let parts =
-            self.fields.iter().enumerate().map(|(i, e)| e.forward(&profile.narrow(1, i, 1)?.squeeze(1)?)).collect::<Result<Vec<_>>>()?;
+        let parts = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.forward(&profile.narrow(1, i, 1)?.squeeze(1)?))
+            .collect::<Result<Vec<_>>>()?;
         self.med_head.forward(&Tensor::cat(&parts, 1)?)
     }
 }

@@ -17,9 +17,15 @@ use std::path::Path;
 
 /// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
 /// batches of `batch_size`; padding never changes a record's output.
-pub fn probabilities(model: &Leader, records: &[&EncodedRecord], num_medications: usize, batch_size: usize) -> Result<Vec<f32>> {
+pub fn probabilities(
+    model: &Leader,
+    records: &[&EncodedRecord],
+    num_medications: usize,
+    batch_size: usize,
+) -> Result<Vec<f32>> {
     let size = |r: &EncodedRecord| {
-        let widest = r.diagnoses.iter().chain(&r.procedures).chain(&r.prior_medications).map(Vec::len).max().unwrap_or(0);
+        let widest =
+            r.diagnoses.iter().chain(&r.procedures).chain(&r.prior_medications).map(Vec::len).max().unwrap_or(0);
         (r.diagnoses.len(), widest)
     };
     let mut order: Vec<usize> = (0..records.len()).collect();

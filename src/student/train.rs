@@ -126,13 +126,24 @@ fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) ->
     let mut set: Vec<String> = args.epochs.iter().map(|e| format!("train.epochs={e}")).collect();
     if let Some(run_dir) = &args.resume {
         ensure!(
-            args.config.config.is_none() && args.config.set.is_empty() && args.batch_size.is_none() && args.lr.is_none() && args.seed.is_none(),
+            args.config.config.is_none()
+                && args.config.set.is_empty()
+                && args.batch_size.is_none()
+                && args.lr.is_none()
+                && args.seed.is_none(),
             "--resume continues with the run's saved config; only --epochs may change"
         );
         let saved_path = run_dir.join("config.toml");
-        let saved = std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
+        let saved =
+            std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
         let config = crate::config::load(&saved, &ConfigArgs { config: None, set })?;
-        return Ok(TrainOptions { data_dir: args.data.clone(), run_dir: run_dir.clone(), config, teacher, resume: true });
+        return Ok(TrainOptions {
+            data_dir: args.data.clone(),
+            run_dir: run_dir.clone(),
+            config,
+            teacher,
+            resume: true,
+        });
     }
     set.extend(args.batch_size.iter().map(|b| format!("train.batch_size={b}")));
     set.extend(args.lr.iter().map(|lr| format!("train.lr={lr:?}")));
@@ -146,7 +157,12 @@ fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) ->
 }
 
 /// Reads and encodes one split; labels outside the vocabulary are errors naming the line.
-pub fn load_split(data_dir: &Path, split: &str, codes: &CodeVocab, cfg: &StudentConfig) -> Result<(Vec<EncodedRecord>, EncodeStats)> {
+pub fn load_split(
+    data_dir: &Path,
+    split: &str,
+    codes: &CodeVocab,
+    cfg: &StudentConfig,
+) -> Result<(Vec<EncodedRecord>, EncodeStats)> {
     let path = split_path(data_dir, split)?;
     let mut stats = EncodeStats::default();
     let records = read_records(&path)?
@@ -162,7 +178,12 @@ pub fn load_split(data_dir: &Path, split: &str, codes: &CodeVocab, cfg: &Student
 }
 
 /// Mean PRAUC, Jaccard and F1 over `records` (threshold from the config).
-pub fn validate(model: &Leader, records: &[EncodedRecord], num_medications: usize, cfg: &StudentConfig) -> Result<(f64, f64, f64)> {
+pub fn validate(
+    model: &Leader,
+    records: &[EncodedRecord],
+    num_medications: usize,
+    cfg: &StudentConfig,
+) -> Result<(f64, f64, f64)> {
     let refs: Vec<&EncodedRecord> = records.iter().collect();
     let probs = super::predict::probabilities(model, &refs, num_medications, cfg.train.eval_batch_size)?;
     let threshold = Threshold { value: cfg.train.threshold, inclusive: false };
@@ -207,10 +228,24 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let run = &opts.run_dir;
     if opts.resume {
         let saved: RunInfo = crate::io::read_json(&run.join(checkpoint::RUN_INFO))?;
-        ensure!(saved.vocab_fingerprint == info.vocab_fingerprint, "{}: the run was trained on another vocabulary than {}", run.display(), vocab_path.display());
-        ensure!(saved == info, "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})", run.display());
+        ensure!(
+            saved.vocab_fingerprint == info.vocab_fingerprint,
+            "{}: the run was trained on another vocabulary than {}",
+            run.display(),
+            vocab_path.display()
+        );
+        ensure!(
+            saved == info,
+            "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})",
+            run.display()
+        );
     } else {
-        ensure!(!run.join(checkpoint::CHECKPOINT).exists(), "{} already holds a run; use --resume {} to continue it", run.display(), run.display());
+        ensure!(
+            !run.join(checkpoint::CHECKPOINT).exists(),
+            "{} already holds a run; use --resume {} to continue it",
+            run.display(),
+            run.display()
+        );
         std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
         crate::config::save(cfg, &run.join("config.toml"))?;
         crate::io::write_json(&run.join(checkpoint::RUN_INFO), &info)?;
@@ -311,7 +346,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         state.epochs_done,
         run.join(checkpoint::BEST_MODEL).display()
     ));
-    Ok(TrainSummary { epochs_done: state.epochs_done, best_epoch: state.best_epoch, best_valid_prauc: state.best_score })
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_valid_prauc: state.best_score,
+    })
 }
 
 fn write_log(log: &[EpochLog], path: &Path) -> Result<()> {

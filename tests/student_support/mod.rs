@@ -89,7 +89,13 @@ pub fn kd_cohort(seed: u64, n: usize, noisy: bool) -> (Vec<Record>, Vec<(u64, [f
         let mut meds: Vec<String> = Vec::new();
         for drug in 0..8 {
             let truth = drug / 2 == class;
-            let keep = if !noisy { truth } else if truth { rng.uniform_f64() < 0.6 } else { rng.uniform_f64() < 0.25 };
+            let keep = if !noisy {
+                truth
+            } else if truth {
+                rng.uniform_f64() < 0.6
+            } else {
+                rng.uniform_f64() < 0.25
+            };
             if keep {
                 meds.push(format!("M{drug}"));
             }
@@ -99,7 +105,11 @@ pub fn kd_cohort(seed: u64, n: usize, noisy: bool) -> (Vec<Record>, Vec<(u64, [f
         }
         let procs = pick(&mut rng, "P", 5, 1);
         let subject = 5000 + seed * 10_000 + s;
-        records.push(record(subject, vec![visit(0, &diags, &procs, &meds)], if rng.below(2) == 0 { "Private" } else { "Medicare" }));
+        records.push(record(
+            subject,
+            vec![visit(0, &diags, &procs, &meds)],
+            if rng.below(2) == 0 { "Private" } else { "Medicare" },
+        ));
         let mut vector = [0f32; 8];
         vector[class] = 1.0;
         teacher.push((subject, vector));
