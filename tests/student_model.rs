@@ -137,7 +137,9 @@ fn every_loss_matches_finite_differences() {
             .unwrap();
     let vars = params.named_vars();
     let base = LossConfig { alpha: 0.0, beta: 0.0, temperature: 0.7, exclude_positive: false };
-    let cases: [(&str, LossConfig, fn(&str) -> bool); 4] = [
+    // (loss, its config, which parameters it must reach)
+    type Case = (&'static str, LossConfig, fn(&str) -> bool);
+    let cases: [Case; 4] = [
         ("bce", base.clone(), |n| !n.starts_with("train_heads")),
         ("kd", LossConfig { alpha: 1.0, ..base.clone() }, |n| {
             !n.starts_with("head_out") && (!n.starts_with("train_heads") || n.contains("kd_projector"))

@@ -64,7 +64,7 @@ impl StudentConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         let m = &self.model;
         anyhow::ensure!(
-            m.hidden > 0 && m.heads > 0 && m.hidden % m.heads == 0,
+            m.hidden > 0 && m.heads > 0 && m.hidden.is_multiple_of(m.heads),
             "model.hidden must be a positive multiple of model.heads"
         );
         anyhow::ensure!(m.max_visits > 0 && m.max_codes > 0, "model.max_visits and model.max_codes must be positive");
