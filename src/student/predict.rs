@@ -1,10 +1,122 @@
-//! `leader predict` for the student (not yet implemented).
+//! `leader predict --model RUN`: scores records with a trained student, streaming the input in chunks
+//! (bounded memory), sorting each chunk by size so batches pad little, and writing in input order.
 
-use crate::predict::PredictArgs;
-use anyhow::{bail, Result};
+use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
+use super::checkpoint::TrainedStudent;
+use super::config::StudentConfig;
+use super::model::{Dropout, Leader};
+use crate::data::record::Record;
+use crate::data::vocab::Vocab;
+use crate::io::JsonLines;
+use crate::predict::{PredictArgs, PredictionSink};
+use crate::progress;
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::ops::sigmoid;
+use std::path::Path;
 
-/// Scores the records named by `args`, writes them through [`crate::predict::PredictionSink`]
-/// and returns how many were scored.
-pub fn run(_args: &PredictArgs) -> Result<usize> {
-    bail!("`leader predict` for the student is not implemented yet")
+/// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
+/// batches of `batch_size`; padding never changes a record's output.
+pub fn probabilities(
+    model: &Leader,
+    records: &[&EncodedRecord],
+    num_medications: usize,
+    batch_size: usize,
+) -> Result<Vec<f32>> {
+    let size = |r: &EncodedRecord| {
+        let widest =
+            r.diagnoses.iter().chain(&r.procedures).chain(&r.prior_medications).map(Vec::len).max().unwrap_or(0);
+        (r.diagnoses.len(), widest)
+    };
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| size(records[i]));
+    let mut out = vec![0f32; records.len() * num_medications];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch_records: Vec<&EncodedRecord> = chunk.iter().map(|&i| records[i]).collect();
+        let batch = Batch::new(&batch_records, num_medications, DType::F32, &Device::Cpu)?;
+        let logits = model.forward(&batch, &mut Dropout::off())?.logits;
+        let probs = sigmoid(&logits)?.to_vec2::<f32>()?;
+        for (&i, row) in chunk.iter().zip(probs) {
+            out[i * num_medications..(i + 1) * num_medications].copy_from_slice(&row);
+        }
+    }
+    Ok(out)
+}
+
+/// The run's saved config (for its batch sizes).
+fn run_config(run_dir: &Path) -> Result<StudentConfig> {
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    crate::config::load(&text, &Default::default())
+}
+
+/// Refuses records built with another vocabulary: the data folder's (or, for `--records`, a
+/// `vocab.json` beside the file) must have the checkpoint's fingerprint.
+fn check_vocabulary(args: &PredictArgs, records_path: &Path, student: &TrainedStudent) -> Result<bool> {
+    let beside = match (&args.data, records_path.parent()) {
+        (Some(dir), _) => dir.join("vocab.json"),
+        (None, Some(parent)) => parent.join("vocab.json"),
+        (None, None) => return Ok(false),
+    };
+    if !beside.is_file() {
+        ensure!(args.data.is_none(), "{} not found: a data folder needs its vocab.json", beside.display());
+        return Ok(false);
+    }
+    let theirs = Vocab::load(&beside)?.fingerprint();
+    if theirs != student.info.vocab_fingerprint {
+        bail!(
+            "{} (fingerprint {theirs}) is not the vocabulary the model was trained with (fingerprint {}); these records cannot be scored by this model",
+            beside.display(),
+            student.info.vocab_fingerprint
+        );
+    }
+    Ok(true)
+}
+
+pub fn run(args: &PredictArgs) -> Result<usize> {
+    let run_dir = args.model.as_ref().context("give --model RUN")?;
+    let student = TrainedStudent::load(run_dir)?;
+    let cfg = run_config(run_dir)?;
+    let records_path = args.records_path()?;
+    let vocab_checked = check_vocabulary(args, &records_path, &student)?;
+    let batch_size = args.batch_size.unwrap_or(cfg.predict.batch_size);
+    let codes = CodeVocab::new(&student.vocab);
+    let m = student.info.shape.num_medications;
+    let mut sink = PredictionSink::create(args, &student.vocab)?;
+    let mut stats = EncodeStats::default();
+    let bar = progress::bar(0, "predict");
+    let mut lines = JsonLines::<Record>::open(&records_path)?;
+    loop {
+        let mut chunk = Vec::with_capacity(cfg.predict.read_chunk);
+        for item in lines.by_ref().take(cfg.predict.read_chunk) {
+            let (line, record) = item?;
+            let encoded = codes
+                .encode(&record, student.info.model.max_visits, student.info.model.max_codes, false, &mut stats)
+                .with_context(|| format!("{}:{line}", records_path.display()))?;
+            chunk.push(encoded);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let refs: Vec<&EncodedRecord> = chunk.iter().collect();
+        let probs = probabilities(&student.model, &refs, m, batch_size)?;
+        for (r, p) in chunk.iter().zip(probs.chunks(m)) {
+            sink.write(r.subject_id, p)?;
+        }
+        bar.inc_length(chunk.len() as u64);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    progress::say(format!("predict: {}", stats.summary()));
+    if !vocab_checked && stats.codes > 0 {
+        // Without a vocabulary to compare, a mostly unknown code set is the sign of a mismatch.
+        ensure!(
+            stats.unknown_codes * 2 <= stats.codes,
+            "{}: {} of {} codes are not in the model's vocabulary; these records were built with another vocabulary",
+            records_path.display(),
+            stats.unknown_codes,
+            stats.codes
+        );
+    }
+    sink.finish()
 }

@@ -1,18 +1,363 @@
-//! `leader train-student` and `leader distill` (not yet implemented).
+//! `leader train-student` (no teacher) and `leader distill` (feature KD from a teacher cache): Adam,
+//! early stopping on validation PRAUC, a checkpoint per epoch and bit-identical `--resume`.
 
-use anyhow::{bail, Result};
+use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
+use super::checkpoint::{self, RunInfo, TrainState};
+use super::config::{StudentConfig, DEFAULT};
+use super::kd::KdTarget;
+use super::losses::TrainingHeads;
+use super::model::{Dropout, Leader, ModelShape};
+use crate::config::ConfigArgs;
+use crate::data::record::{read_records, split_path};
+use crate::data::vocab::Vocab;
+use crate::eval::metrics::{score_record, Threshold};
+use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::params::SeededVarMap;
+use crate::nn::rng::TensorRng;
+use crate::progress;
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Device};
 use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-#[derive(Args, Debug, Clone)]
-pub struct TrainStudentArgs {}
-
-#[derive(Args, Debug, Clone)]
-pub struct DistillArgs {}
-
-pub fn run_train_student(_args: &TrainStudentArgs) -> Result<()> {
-    bail!("`leader train-student` is not implemented yet")
+/// Flags shared by `train-student` and `distill`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonTrainArgs {
+    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// New run folder.
+    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in this folder with its saved config (--epochs may extend it).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Maximum epochs (train.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Records per step (train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate (train.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of weights, shuffles and dropout (seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
-pub fn run_distill(_args: &DistillArgs) -> Result<()> {
-    bail!("`leader distill` is not implemented yet")
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainStudentArgs {
+    #[command(flatten)]
+    pub common: CommonTrainArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    pub common: CommonTrainArgs,
+    /// Teacher cache (safetensors `hidden` [n, H], `subject_id` [n]) over the train split.
+    #[arg(long)]
+    pub teacher_cache: PathBuf,
+    /// Weight of the feature KD loss (loss.alpha).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+}
+
+/// Where the KD target comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherSource {
+    None,
+    Cache(PathBuf),
+}
+
+/// A training job, independent of the command line.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub config: StudentConfig,
+    pub teacher: TeacherSource,
+    /// Continue the run in `run_dir` (its checkpoint must exist).
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainSummary {
+    pub epochs_done: usize,
+    pub best_epoch: usize,
+    pub best_valid_prauc: f64,
+}
+
+/// One line of `train_log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_bce: f64,
+    pub train_kd: Option<f64>,
+    pub train_align: Option<f64>,
+    pub valid_prauc: f64,
+    pub valid_jaccard: f64,
+    pub valid_f1: f64,
+    pub best_valid_prauc: f64,
+    pub seconds: f64,
+}
+
+pub fn run_train_student(args: &TrainStudentArgs) -> Result<()> {
+    // The "w/o KD" ablation: no teacher, so α is 0 in the saved config too.
+    let opts = options(&args.common, TeacherSource::None, &["loss.alpha=0.0".to_string()])?;
+    train(&opts).map(|_| ())
+}
+
+pub fn run_distill(args: &DistillArgs) -> Result<()> {
+    let alpha: Vec<String> = args.alpha.iter().map(|a| format!("loss.alpha={a:?}")).collect();
+    let opts = options(&args.common, TeacherSource::Cache(args.teacher_cache.clone()), &alpha)?;
+    train(&opts).map(|_| ())
+}
+
+/// Resolves the config: defaults, --config, --set, then the explicit flags; on --resume the run's
+/// saved config, where only --epochs may change.
+fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) -> Result<TrainOptions> {
+    let mut set: Vec<String> = args.epochs.iter().map(|e| format!("train.epochs={e}")).collect();
+    if let Some(run_dir) = &args.resume {
+        ensure!(
+            args.config.config.is_none()
+                && args.config.set.is_empty()
+                && args.batch_size.is_none()
+                && args.lr.is_none()
+                && args.seed.is_none(),
+            "--resume continues with the run's saved config; only --epochs may change"
+        );
+        let saved_path = run_dir.join("config.toml");
+        let saved =
+            std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
+        let config = crate::config::load(&saved, &ConfigArgs { config: None, set })?;
+        return Ok(TrainOptions {
+            data_dir: args.data.clone(),
+            run_dir: run_dir.clone(),
+            config,
+            teacher,
+            resume: true,
+        });
+    }
+    set.extend(args.batch_size.iter().map(|b| format!("train.batch_size={b}")));
+    set.extend(args.lr.iter().map(|lr| format!("train.lr={lr:?}")));
+    set.extend(args.seed.iter().map(|s| format!("seed={s}")));
+    set.extend(forced.iter().cloned());
+    let mut config_args = args.config.clone();
+    config_args.set.extend(set);
+    let config = crate::config::load(DEFAULT, &config_args)?;
+    let run_dir = args.out.clone().context("give --out RUN (or --resume RUN)")?;
+    Ok(TrainOptions { data_dir: args.data.clone(), run_dir, config, teacher, resume: false })
+}
+
+/// Reads and encodes one split; labels outside the vocabulary are errors naming the line.
+pub fn load_split(
+    data_dir: &Path,
+    split: &str,
+    codes: &CodeVocab,
+    cfg: &StudentConfig,
+) -> Result<(Vec<EncodedRecord>, EncodeStats)> {
+    let path = split_path(data_dir, split)?;
+    let mut stats = EncodeStats::default();
+    let records = read_records(&path)?
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            codes
+                .encode(r, cfg.model.max_visits, cfg.model.max_codes, true, &mut stats)
+                .with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((records, stats))
+}
+
+/// Mean PRAUC, Jaccard and F1 over `records` (threshold from the config).
+pub fn validate(
+    model: &Leader,
+    records: &[EncodedRecord],
+    num_medications: usize,
+    cfg: &StudentConfig,
+) -> Result<(f64, f64, f64)> {
+    let refs: Vec<&EncodedRecord> = records.iter().collect();
+    let probs = super::predict::probabilities(model, &refs, num_medications, cfg.train.eval_batch_size)?;
+    let threshold = Threshold { value: cfg.train.threshold, inclusive: false };
+    let mut sums = (0.0, 0.0, 0.0);
+    for (r, p) in records.iter().zip(probs.chunks(num_medications.max(1))) {
+        let mut truth = vec![false; num_medications];
+        r.labels.iter().for_each(|&m| truth[m as usize] = true);
+        let s = score_record(&truth, p, threshold);
+        sums = (sums.0 + s.prauc, sums.1 + s.jaccard, sums.2 + s.f1);
+    }
+    let n = records.len().max(1) as f64;
+    Ok((sums.0 / n, sums.1 / n, sums.2 / n))
+}
+
+/// Trains (or resumes) a student run; see the module docs.
+pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
+    let cfg = &opts.config;
+    cfg.validate()?;
+    let (device, dtype) = (Device::Cpu, DType::F32);
+    let vocab_path = opts.data_dir.join("vocab.json");
+    let vocab = Vocab::load(&vocab_path)?;
+    let codes = CodeVocab::new(&vocab);
+    let (train_set, train_stats) = load_split(&opts.data_dir, "train", &codes, cfg)?;
+    let (valid_set, valid_stats) = load_split(&opts.data_dir, "valid", &codes, cfg)?;
+    ensure!(!train_set.is_empty(), "{}: the train split is empty", opts.data_dir.display());
+    progress::say(format!("train: {}", train_stats.summary()));
+    progress::say(format!("valid: {}", valid_stats.summary()));
+    let teacher = match &opts.teacher {
+        TeacherSource::None => KdTarget::None,
+        TeacherSource::Cache(path) => {
+            let subjects: Vec<u64> = train_set.iter().map(|r| r.subject_id).collect();
+            KdTarget::from_cache(path, &subjects)?
+        }
+    };
+    let m = vocab.num_medications();
+    let info = RunInfo {
+        model: cfg.model.clone(),
+        shape: ModelShape { num_codes: codes.size(), num_medications: m, profile_sizes: codes.profile_sizes() },
+        vocab_fingerprint: vocab.fingerprint(),
+        teacher_hidden: teacher.hidden_size(),
+    };
+    let run = &opts.run_dir;
+    if opts.resume {
+        let saved: RunInfo = crate::io::read_json(&run.join(checkpoint::RUN_INFO))?;
+        ensure!(
+            saved.vocab_fingerprint == info.vocab_fingerprint,
+            "{}: the run was trained on another vocabulary than {}",
+            run.display(),
+            vocab_path.display()
+        );
+        ensure!(
+            saved == info,
+            "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})",
+            run.display()
+        );
+    } else {
+        ensure!(
+            !run.join(checkpoint::CHECKPOINT).exists(),
+            "{} already holds a run; use --resume {} to continue it",
+            run.display(),
+            run.display()
+        );
+        std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+        crate::config::save(cfg, &run.join("config.toml"))?;
+        crate::io::write_json(&run.join(checkpoint::RUN_INFO), &info)?;
+        vocab.save(&run.join(checkpoint::VOCAB))?;
+    }
+
+    let params = SeededVarMap::new(cfg.seed);
+    let vb = params.var_builder(dtype, &device);
+    let model = Leader::new(vb.clone(), &cfg.model, &info.shape)?;
+    let heads = TrainingHeads::new(vb.pp("train_heads"), cfg.model.hidden, info.teacher_hidden)?;
+    let vars = params.named_vars();
+    let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(cfg.train.lr))?;
+    let (mut state, mut log) = if opts.resume {
+        let (adam, state) = checkpoint::load_checkpoint(&vars, &run.join(checkpoint::CHECKPOINT))?;
+        opt.load_state(&adam)?;
+        let mut log: Vec<EpochLog> = crate::io::read_jsonl(&run.join(checkpoint::TRAIN_LOG))?;
+        log.truncate(state.epochs_done);
+        progress::say(format!("resuming {} after epoch {}", run.display(), state.epochs_done));
+        (state, log)
+    } else {
+        (TrainState::fresh(), Vec::new())
+    };
+
+    while state.epochs_done < cfg.train.epochs && state.epochs_without_improvement < cfg.train.patience {
+        let epoch = state.epochs_done + 1;
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        TensorRng::derive(cfg.seed, &[epoch as u64]).shuffle(&mut order);
+        let steps = order.len().div_ceil(cfg.train.batch_size);
+        let bar = progress::bar(steps as u64, &format!("epoch {epoch}"));
+        let mut sums = [0f64; 4];
+        for (step, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
+            let records: Vec<&EncodedRecord> = chunk.iter().map(|&i| &train_set[i]).collect();
+            let batch = Batch::new(&records, m, dtype, &device)?;
+            let mut rng = TensorRng::derive(cfg.seed, &[epoch as u64, step as u64]);
+            let mut drop = Dropout::on(&mut rng);
+            let out = model.forward(&batch, &mut drop)?;
+            let target = teacher.targets(&batch.subject_ids, dtype, &device)?;
+            let losses = heads.losses(&model, &out, &batch, target.as_ref(), &cfg.loss, &mut drop)?;
+            let total = losses.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !total.is_finite() {
+                bail!(
+                    "epoch {epoch}, step {}: the loss is {total}; stopping. The last good checkpoint (after epoch {}) is kept in {}",
+                    step + 1,
+                    state.epochs_done,
+                    run.join(checkpoint::CHECKPOINT).display()
+                );
+            }
+            opt.step(&losses.total.backward()?)?;
+            let scalar = |t: &Option<candle_core::Tensor>| -> Result<f64> {
+                Ok(match t {
+                    Some(t) => t.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+                    None => 0.0,
+                })
+            };
+            let parts = [total, scalar(&Some(losses.bce))?, scalar(&losses.kd)?, scalar(&losses.align)?];
+            sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
+            bar.set_message(format!("loss {:.4}", sums[0] / (step + 1) as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let (prauc, jaccard, f1) = validate(&model, &valid_set, m, cfg)?;
+        state.epochs_done = epoch;
+        if prauc > state.best_score {
+            state = TrainState { best_score: prauc, best_epoch: epoch, epochs_without_improvement: 0, ..state };
+            checkpoint::save_weights(&vars, &run.join(checkpoint::BEST_MODEL))?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        let mean = |s: f64| s / steps as f64;
+        log.push(EpochLog {
+            epoch,
+            train_loss: mean(sums[0]),
+            train_bce: mean(sums[1]),
+            train_kd: info.teacher_hidden.map(|_| mean(sums[2])),
+            train_align: (cfg.loss.beta > 0.0).then(|| mean(sums[3])),
+            valid_prauc: prauc,
+            valid_jaccard: jaccard,
+            valid_f1: f1,
+            best_valid_prauc: state.best_score,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        // The log first: a crash before the checkpoint only leaves an entry that resume drops.
+        write_log(&log, &run.join(checkpoint::TRAIN_LOG))?;
+        checkpoint::save_checkpoint(&vars, opt.state()?, state, &run.join(checkpoint::CHECKPOINT))?;
+        progress::say(format!(
+            "epoch {epoch}: loss {:.4}, valid PRAUC {prauc:.4} Jaccard {jaccard:.4} F1 {f1:.4} (best {:.4} at epoch {}) [{:.1}s]",
+            mean(sums[0]),
+            state.best_score,
+            state.best_epoch,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    progress::say(format!(
+        "best validation PRAUC {:.4} at epoch {} of {}; model in {}",
+        state.best_score,
+        state.best_epoch,
+        state.epochs_done,
+        run.join(checkpoint::BEST_MODEL).display()
+    ));
+    Ok(TrainSummary {
+        epochs_done: state.epochs_done,
+        best_epoch: state.best_epoch,
+        best_valid_prauc: state.best_score,
+    })
+}
+
+fn write_log(log: &[EpochLog], path: &Path) -> Result<()> {
+    let mut text = String::new();
+    for entry in log {
+        text.push_str(&serde_json::to_string(entry)?);
+        text.push('\n');
+    }
+    crate::io::write_atomic(path, text.as_bytes())
 }

@@ -1,0 +1,285 @@
+//! From records to tensors: the unified code vocabulary, per-record id lists (visit window and code
+//! truncation applied, counted) and batches padded to the batch's own longest history and visit.
+
+use crate::data::record::Record;
+use crate::data::vocab::Vocab;
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+/// Token 0 of the unified vocabulary.
+pub const PAD: u32 = 0;
+
+/// One token space for every code: `[PAD]`, then medications, diagnoses and procedures in
+/// `vocab.json` order. Diagnosis and procedure codes get separate tokens even when their strings are
+/// equal (the reference merges them, §7.13); the reference's unused `[CLS]`/`[MASK]` are left out.
+pub struct CodeVocab {
+    medications: HashMap<String, u32>,
+    diagnoses: HashMap<String, u32>,
+    procedures: HashMap<String, u32>,
+    /// Profile fields in `vocab.json` order; an unseen or missing value maps to index `values.len()`.
+    profile: Vec<(String, HashMap<String, u32>)>,
+    size: usize,
+}
+
+/// What encoding changed or could not place; reported, never silently dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct EncodeStats {
+    pub records: usize,
+    /// Input codes read (all streams, before truncation).
+    pub codes: usize,
+    /// Records with more than `max_visits` visits (their earliest visits are left out).
+    pub records_visits_truncated: usize,
+    /// Codes beyond `max_codes` in one visit and stream.
+    pub codes_truncated: usize,
+    /// Input codes absent from the vocabulary (skipped).
+    pub unknown_codes: usize,
+    /// Profile values absent from the vocabulary, or missing fields (mapped to the "unseen" slot).
+    pub unknown_profile_values: usize,
+}
+
+impl EncodeStats {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} records, {} codes; {} with more than the visit window (earliest visits left out); {} codes over the per-visit limit truncated; {} unknown codes skipped; {} unknown profile values",
+            self.records, self.codes, self.records_visits_truncated, self.codes_truncated, self.unknown_codes, self.unknown_profile_values
+        )
+    }
+}
+
+/// A record as token ids, window applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRecord {
+    pub subject_id: u64,
+    /// Per kept visit (target last): unified ids.
+    pub diagnoses: Vec<Vec<u32>>,
+    pub procedures: Vec<Vec<u32>>,
+    /// Medications of the kept visits except the target, unified ids (the model shifts them by one).
+    pub prior_medications: Vec<Vec<u32>>,
+    /// One value index per profile field.
+    pub profile: Vec<u32>,
+    /// Target medications as medication indices (0..M); empty when scoring unlabelled records.
+    pub labels: Vec<u32>,
+}
+
+impl CodeVocab {
+    pub fn new(vocab: &Vocab) -> Self {
+        let index = |codes: &[crate::data::vocab::CodeEntry], offset: usize| {
+            codes.iter().enumerate().map(|(i, e)| (e.code.clone(), (offset + i) as u32)).collect::<HashMap<_, _>>()
+        };
+        let (m, d) = (vocab.medications.len(), vocab.diagnoses.len());
+        let profile = vocab
+            .profile
+            .iter()
+            .map(|(field, values)| {
+                (field.clone(), values.iter().enumerate().map(|(i, v)| (v.clone(), i as u32)).collect())
+            })
+            .collect();
+        Self {
+            medications: index(&vocab.medications, 1),
+            diagnoses: index(&vocab.diagnoses, 1 + m),
+            procedures: index(&vocab.procedures, 1 + m + d),
+            profile,
+            size: 1 + m + d + vocab.procedures.len(),
+        }
+    }
+
+    /// Number of tokens, PAD included.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Embedding rows per profile field (its values plus the "unseen" slot).
+    pub fn profile_sizes(&self) -> Vec<usize> {
+        self.profile.iter().map(|(_, values)| values.len() + 1).collect()
+    }
+
+    fn codes(map: &HashMap<String, u32>, codes: &[String], max_codes: usize, stats: &mut EncodeStats) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(codes.len().min(max_codes));
+        stats.codes += codes.len();
+        for code in codes {
+            match map.get(code) {
+                Some(&id) if ids.len() < max_codes => ids.push(id),
+                Some(_) => stats.codes_truncated += 1,
+                None => stats.unknown_codes += 1,
+            }
+        }
+        ids
+    }
+
+    /// Encodes `record`, keeping its last `max_visits` visits and at most `max_codes` codes per visit
+    /// and stream. With `need_labels`, a label outside the medication vocabulary is an error.
+    pub fn encode(
+        &self,
+        record: &Record,
+        max_visits: usize,
+        max_codes: usize,
+        need_labels: bool,
+        stats: &mut EncodeStats,
+    ) -> Result<EncodedRecord> {
+        if record.visits.is_empty() {
+            bail!("subject {}: record has no visits", record.subject_id);
+        }
+        stats.records += 1;
+        let start = record.visits.len().saturating_sub(max_visits);
+        stats.records_visits_truncated += (start > 0) as usize;
+        let kept = &record.visits[start..];
+        let stream = |pick: fn(&crate::data::record::Visit) -> &Vec<String>,
+                      map: &HashMap<String, u32>,
+                      visits: &[crate::data::record::Visit],
+                      stats: &mut EncodeStats| {
+            visits.iter().map(|v| Self::codes(map, pick(v), max_codes, stats)).collect::<Vec<_>>()
+        };
+        let diagnoses = stream(|v| &v.diagnoses, &self.diagnoses, kept, stats);
+        let procedures = stream(|v| &v.procedures, &self.procedures, kept, stats);
+        let prior_medications = stream(|v| &v.medications, &self.medications, &kept[..kept.len() - 1], stats);
+        let profile = self
+            .profile
+            .iter()
+            .map(|(field, values)| match record.profile.get(field).and_then(|v| values.get(v)) {
+                Some(&i) => i,
+                None => {
+                    stats.unknown_profile_values += 1;
+                    values.len() as u32
+                }
+            })
+            .collect();
+        let mut labels = Vec::new();
+        if need_labels {
+            for code in &record.labels {
+                match self.medications.get(code) {
+                    Some(&id) => labels.push(id - 1),
+                    None => bail!("subject {}: label {code:?} is not in the medication vocabulary", record.subject_id),
+                }
+            }
+            labels.sort_unstable();
+            labels.dedup();
+        }
+        Ok(EncodedRecord { subject_id: record.subject_id, diagnoses, procedures, prior_medications, profile, labels })
+    }
+}
+
+/// Masks of a padded set of rows whose valid entries come first: `mask` [N, S, 1], `key_bias`
+/// [N, 1, 1, S] (0 for valid keys, -1e9 for padding) and `inv_count` [N, 1] (1 / max(valid, 1)).
+#[derive(Debug, Clone)]
+pub struct Masks {
+    pub mask: Tensor,
+    pub key_bias: Tensor,
+    pub inv_count: Tensor,
+}
+
+impl Masks {
+    pub fn from_lengths(lengths: &[usize], width: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let n = lengths.len();
+        let mut mask = vec![0f32; n * width];
+        for (row, &len) in lengths.iter().enumerate() {
+            mask[row * width..row * width + len].fill(1.0);
+        }
+        let bias: Vec<f32> = mask.iter().map(|m| (m - 1.0) * 1e9).collect();
+        let inv: Vec<f32> = lengths.iter().map(|&l| 1.0 / l.max(1) as f32).collect();
+        Ok(Self {
+            mask: Tensor::from_vec(mask, (n, width, 1), device)?.to_dtype(dtype)?,
+            key_bias: Tensor::from_vec(bias, (n, 1, 1, width), device)?.to_dtype(dtype)?,
+            inv_count: Tensor::from_vec(inv, (n, 1), device)?.to_dtype(dtype)?,
+        })
+    }
+}
+
+/// Code sets padded to a common width: `ids` [N, L] and their masks.
+#[derive(Debug, Clone)]
+pub struct CodeSets {
+    pub ids: Tensor,
+    pub masks: Masks,
+}
+
+impl CodeSets {
+    /// One row per set; the width is the longest set (at least 1).
+    pub fn new<'a>(
+        sets: impl ExactSizeIterator<Item = &'a [u32]> + Clone,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let n = sets.len();
+        let width = sets.clone().map(|s| s.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![PAD; n * width];
+        let mut lengths = Vec::with_capacity(n);
+        for (row, set) in sets.enumerate() {
+            ids[row * width..row * width + set.len()].copy_from_slice(set);
+            lengths.push(set.len());
+        }
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (n, width), device)?,
+            masks: Masks::from_lengths(&lengths, width, dtype, device)?,
+        })
+    }
+}
+
+/// The code set of every visit slot of every record, `B * V` rows (empty where `pick` has none).
+fn slots<'a>(
+    records: &[&'a EncodedRecord],
+    v: usize,
+    pick: impl Fn(&'a EncodedRecord, usize) -> Option<&'a Vec<u32>>,
+) -> Vec<&'a [u32]> {
+    let mut out = Vec::with_capacity(records.len() * v);
+    for r in records {
+        for t in 0..v {
+            out.push(pick(r, t).map_or(&[][..], Vec::as_slice));
+        }
+    }
+    out
+}
+
+/// A batch padded to its own longest history (V) and to each stream's longest visit.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub size: usize,
+    pub visits: usize,
+    /// [B*V, Ld]: visit slot t of record b is row b*V + t.
+    pub diagnoses: CodeSets,
+    pub procedures: CodeSets,
+    /// [B*V, Lm]: slot t holds the medications of visit t-1; slot 0 is empty (the model puts the
+    /// profile prompt there).
+    pub medications: CodeSets,
+    /// Visit masks of the three streams stacked: rows [diag b=0..B, proc ..., med ...], [3B, V, 1].
+    pub visit_masks: Masks,
+    /// [B, F] profile value indices.
+    pub profile: Tensor,
+    /// [B, M] multi-hot targets.
+    pub labels: Tensor,
+    /// The target medication sets as unified ids (for the alignment loss).
+    pub target_medications: CodeSets,
+    pub subject_ids: Vec<u64>,
+}
+
+impl Batch {
+    pub fn new(records: &[&EncodedRecord], num_medications: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let b = records.len();
+        let v = records.iter().map(|r| r.diagnoses.len()).max().unwrap_or(1).max(1);
+        let diag = slots(records, v, |r, t| r.diagnoses.get(t));
+        let proc = slots(records, v, |r, t| r.procedures.get(t));
+        let meds = slots(records, v, |r, t| t.checked_sub(1).and_then(|p| r.prior_medications.get(p)));
+        let lengths: Vec<usize> = records.iter().map(|r| r.diagnoses.len()).collect();
+        let stacked: Vec<usize> = lengths.iter().chain(&lengths).chain(&lengths).copied().collect();
+        let profile: Vec<u32> = records.iter().flat_map(|r| r.profile.iter().copied()).collect();
+        let fields = records.first().map_or(0, |r| r.profile.len());
+        let mut labels = vec![0f32; b * num_medications];
+        for (row, r) in records.iter().enumerate() {
+            for &m in &r.labels {
+                labels[row * num_medications + m as usize] = 1.0;
+            }
+        }
+        let targets: Vec<Vec<u32>> = records.iter().map(|r| r.labels.iter().map(|m| m + 1).collect()).collect();
+        Ok(Self {
+            size: b,
+            visits: v,
+            diagnoses: CodeSets::new(diag.into_iter(), dtype, device)?,
+            procedures: CodeSets::new(proc.into_iter(), dtype, device)?,
+            medications: CodeSets::new(meds.into_iter(), dtype, device)?,
+            visit_masks: Masks::from_lengths(&stacked, v, dtype, device)?,
+            profile: Tensor::from_vec(profile, (b, fields), device)?,
+            labels: Tensor::from_vec(labels, (b, num_medications), device)?.to_dtype(dtype)?,
+            target_medications: CodeSets::new(targets.iter().map(Vec::as_slice), dtype, device)?,
+            subject_ids: records.iter().map(|r| r.subject_id).collect(),
+        })
+    }
+}
