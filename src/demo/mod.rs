@@ -1,13 +1,179 @@
-//! `leader demo` (not yet implemented).
+//! `leader demo`: the whole of LEADER on the embedded synthetic cohort, stage by stage, exactly as a
+//! user would run it from the shell (each stage is parsed from the command line it prints), then a
+//! paper-style report. Every stage's output stays in the demo folder.
 
 pub mod plot;
+pub mod report;
 
-use anyhow::{bail, Result};
-use clap::Args;
+use crate::progress::say;
+use anyhow::{Context, Result};
+use clap::{Args, FromArgMatches, Parser};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Args, Debug, Clone)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Folder for every stage's output and the report.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Patients in the synthetic cohort.
+    #[arg(long, default_value_t = 2000)]
+    pub patients: usize,
+    /// Seed of the cohort and of every model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Teacher optimisation steps.
+    #[arg(long, default_value_t = 150)]
+    pub teacher_steps: u64,
+    /// Largest number of epochs per student (early stopping may end sooner).
+    #[arg(long, default_value_t = 30)]
+    pub student_epochs: usize,
+    /// Teacher prompt length in tokens (the prompt's end is kept).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}
 
-pub fn run(_args: &DemoArgs) -> Result<()> {
-    bail!("`leader demo` is not implemented yet")
+/// The models the demo trains and evaluates, in report order: (folder name, report label).
+pub const MODELS: [(&str, &str); 5] = [
+    ("teacher", "LEADER(T)"),
+    ("student-nokd", "LEADER(S) w/o KD"),
+    ("student-kd", "LEADER(S) KD"),
+    ("student-kd-align", "LEADER(S) KD + align"),
+    ("baseline-frequency", "Frequency baseline"),
+];
+
+/// Wall time of one stage, for the report's efficiency section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub command: String,
+    pub seconds: f64,
+}
+
+/// Parses `argv` as the flags of one subcommand, so each stage runs from the command line it prints.
+fn parse<A: Args + FromArgMatches>(argv: &[String]) -> Result<A> {
+    #[derive(Parser)]
+    struct Wrap<A: Args + FromArgMatches> {
+        #[command(flatten)]
+        inner: A,
+    }
+    let full = std::iter::once("leader".to_string()).chain(argv.iter().cloned());
+    Ok(Wrap::<A>::try_parse_from(full).with_context(|| format!("demo stage arguments {argv:?}"))?.inner)
+}
+
+struct Pipeline {
+    times: Vec<StageTime>,
+    quiet: bool,
+}
+
+impl Pipeline {
+    /// Runs one stage from its command line, timing it.
+    fn stage<A: Args + FromArgMatches>(
+        &mut self,
+        name: &str,
+        command: &str,
+        argv: Vec<String>,
+        run: impl FnOnce(&A) -> Result<()>,
+    ) -> Result<()> {
+        let line = format!("leader {command} {}", argv.join(" "));
+        say(format!("\n== demo stage {}: {name}\n$ {line}", self.times.len() + 1));
+        let args: A = parse(&argv)?;
+        let start = Instant::now();
+        run(&args).with_context(|| format!("demo stage {name} failed: {line}"))?;
+        let seconds = start.elapsed().as_secs_f64();
+        if !self.quiet {
+            eprintln!("   ({seconds:.1} s)");
+        }
+        self.times.push(StageTime { stage: name.to_string(), command: line, seconds });
+        Ok(())
+    }
+}
+
+fn s(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    use crate::{data, eval, predict, student, teacher};
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let raw = out.join("raw");
+    let data_dir = out.join("data");
+    let base = out.join("teacher-base");
+    let cache = out.join("teacher-cache.safetensors");
+    let (seed, patients) = (args.seed.to_string(), args.patients.to_string());
+    let epochs = args.student_epochs.to_string();
+    let mut p = Pipeline { times: Vec::new(), quiet: crate::progress::is_quiet() };
+    let total = Instant::now();
+
+    p.stage("synthetic cohort", "synth", argv(&["--flavor", "mimic3", "--patients", &patients, "--seed", &seed, "--out", &s(&raw)]), data::synth::run)?;
+    let aux = raw.join("aux");
+    p.stage(
+        "preprocess",
+        "preprocess",
+        argv(&[
+            "--source", "mimic3", "--raw", &s(&raw), "--drug-map", &s(&aux.join("drug_map.csv")),
+            "--atc-names", &s(&aux.join("atc_names.csv")), "--ddi-pairs", &s(&aux.join("ddi_pairs.csv")),
+            "--out", &s(&data_dir),
+        ]),
+        data::preprocess::run,
+    )?;
+    p.stage("random tiny LLaMA + tokenizer", "init-model", argv(&["--shape", "tiny", "--data", &s(&data_dir), "--seed", &seed, "--out", &s(&base)]), teacher::init_model::run)?;
+    let teacher_run = out.join("teacher");
+    p.stage(
+        "teacher LEADER(T)",
+        "train-teacher",
+        argv(&[
+            "--data", &s(&data_dir), "--model", &s(&base), "--out", &s(&teacher_run),
+            "--max-steps", &args.teacher_steps.to_string(), "--max-tokens", &args.max_tokens.to_string(),
+            "--micro-batch", "8", "--grad-accum", "1", "--lr", "1e-3", "--seed", &seed,
+        ]),
+        teacher::train::run,
+    )?;
+    p.stage("teacher hidden states", "export-hidden", argv(&["--teacher", &s(&teacher_run), "--data", &s(&data_dir), "--split", "train", "--out", &s(&cache)]), teacher::export::run)?;
+
+    let student_common = |name: &str| argv(&["--data", &s(&data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", &seed]);
+    p.stage("student w/o KD", "train-student", student_common("student-nokd"), student::train::run_train_student)?;
+    let mut kd = student_common("student-kd");
+    kd.extend(argv(&["--teacher-cache", &s(&cache), "--set", "loss.beta=0"]));
+    p.stage("student KD", "distill", kd, student::train::run_distill)?;
+    let mut kd_align = student_common("student-kd-align");
+    kd_align.extend(argv(&["--teacher-cache", &s(&cache)]));
+    p.stage("student KD + alignment", "distill", kd_align, student::train::run_distill)?;
+
+    let predictions = out.join("predictions");
+    let evals = out.join("eval");
+    for (name, _) in MODELS.iter().filter(|(n, _)| !n.starts_with("baseline")) {
+        let file = predictions.join(format!("{name}.jsonl"));
+        let flag = if *name == "teacher" { "--teacher" } else { "--model" };
+        p.stage(
+            &format!("predict {name}"),
+            "predict",
+            argv(&[flag, &s(&out.join(name)), "--data", &s(&data_dir), "--split", "test", "--out", &s(&file)]),
+            predict::run,
+        )?;
+        p.stage(
+            &format!("eval {name}"),
+            "eval",
+            argv(&["--data", &s(&data_dir), "--split", "test", "--predictions", &s(&file), "--seed", &seed, "--out", &s(&evals.join(name))]),
+            eval::command::run,
+        )?;
+    }
+    p.stage(
+        "eval frequency baseline",
+        "eval",
+        argv(&["--data", &s(&data_dir), "--split", "test", "--baseline", "frequency", "--seed", &seed, "--out", &s(&evals.join("baseline-frequency"))]),
+        eval::command::run,
+    )?;
+
+    let latency = report::measure_latency(out, &data_dir)?;
+    crate::io::write_json(&out.join("stage_times.json"), &p.times)?;
+    let report = report::write(out, &p.times, &latency)?;
+    say(format!("\n{report}\ndemo finished in {:.0} s; report: {}", total.elapsed().as_secs_f64(), out.join("report.md").display()));
+    Ok(())
 }

@@ -6,7 +6,7 @@ use crate::eval::groups::{title, GROUPS};
 use crate::eval::report::{GroupReport, Metric, MetricsReport, Stat};
 use std::fmt::Write;
 
-const COLUMNS: [(Metric, &str, usize); 5] = [
+pub const COLUMNS: [(Metric, &str, usize); 5] = [
     (Metric::Prauc, "PRAUC", 4),
     (Metric::Jaccard, "Jaccard", 4),
     (Metric::F1, "F1", 4),
@@ -14,7 +14,8 @@ const COLUMNS: [(Metric, &str, usize); 5] = [
     (Metric::AvgMeds, "#Meds", 2),
 ];
 
-fn cell(stat: Option<&Stat>, decimals: usize) -> String {
+/// A table cell: `mean ± std` over the rounds, else the whole-split value, else a dash.
+pub fn cell(stat: Option<&Stat>, decimals: usize) -> String {
     match stat {
         None => "–".to_string(),
         Some(Stat { mean: Some(mean), std: Some(std), .. }) => format!("{mean:.decimals$} ± {std:.decimals$}"),
