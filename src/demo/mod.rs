@@ -111,33 +111,74 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let mut p = Pipeline { times: Vec::new(), quiet: crate::progress::is_quiet() };
     let total = Instant::now();
 
-    p.stage("synthetic cohort", "synth", argv(&["--flavor", "mimic3", "--patients", &patients, "--seed", &seed, "--out", &s(&raw)]), data::synth::run)?;
+    p.stage(
+        "synthetic cohort",
+        "synth",
+        argv(&["--flavor", "mimic3", "--patients", &patients, "--seed", &seed, "--out", &s(&raw)]),
+        data::synth::run,
+    )?;
     let aux = raw.join("aux");
     p.stage(
         "preprocess",
         "preprocess",
         argv(&[
-            "--source", "mimic3", "--raw", &s(&raw), "--drug-map", &s(&aux.join("drug_map.csv")),
-            "--atc-names", &s(&aux.join("atc_names.csv")), "--ddi-pairs", &s(&aux.join("ddi_pairs.csv")),
-            "--out", &s(&data_dir),
+            "--source",
+            "mimic3",
+            "--raw",
+            &s(&raw),
+            "--drug-map",
+            &s(&aux.join("drug_map.csv")),
+            "--atc-names",
+            &s(&aux.join("atc_names.csv")),
+            "--ddi-pairs",
+            &s(&aux.join("ddi_pairs.csv")),
+            "--out",
+            &s(&data_dir),
         ]),
         data::preprocess::run,
     )?;
-    p.stage("random tiny LLaMA + tokenizer", "init-model", argv(&["--shape", "tiny", "--data", &s(&data_dir), "--seed", &seed, "--out", &s(&base)]), teacher::init_model::run)?;
+    p.stage(
+        "random tiny LLaMA + tokenizer",
+        "init-model",
+        argv(&["--shape", "tiny", "--data", &s(&data_dir), "--seed", &seed, "--out", &s(&base)]),
+        teacher::init_model::run,
+    )?;
     let teacher_run = out.join("teacher");
     p.stage(
         "teacher LEADER(T)",
         "train-teacher",
         argv(&[
-            "--data", &s(&data_dir), "--model", &s(&base), "--out", &s(&teacher_run),
-            "--max-steps", &args.teacher_steps.to_string(), "--max-tokens", &args.max_tokens.to_string(),
-            "--micro-batch", "8", "--grad-accum", "1", "--lr", "1e-3", "--seed", &seed,
+            "--data",
+            &s(&data_dir),
+            "--model",
+            &s(&base),
+            "--out",
+            &s(&teacher_run),
+            "--max-steps",
+            &args.teacher_steps.to_string(),
+            "--max-tokens",
+            &args.max_tokens.to_string(),
+            "--micro-batch",
+            "8",
+            "--grad-accum",
+            "1",
+            "--lr",
+            "1e-3",
+            "--seed",
+            &seed,
         ]),
         teacher::train::run,
     )?;
-    p.stage("teacher hidden states", "export-hidden", argv(&["--teacher", &s(&teacher_run), "--data", &s(&data_dir), "--split", "train", "--out", &s(&cache)]), teacher::export::run)?;
+    p.stage(
+        "teacher hidden states",
+        "export-hidden",
+        argv(&["--teacher", &s(&teacher_run), "--data", &s(&data_dir), "--split", "train", "--out", &s(&cache)]),
+        teacher::export::run,
+    )?;
 
-    let student_common = |name: &str| argv(&["--data", &s(&data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", &seed]);
+    let student_common = |name: &str| {
+        argv(&["--data", &s(&data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", &seed])
+    };
     p.stage("student w/o KD", "train-student", student_common("student-nokd"), student::train::run_train_student)?;
     let mut kd = student_common("student-kd");
     kd.extend(argv(&["--teacher-cache", &s(&cache), "--set", "loss.beta=0"]));
@@ -160,20 +201,46 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         p.stage(
             &format!("eval {name}"),
             "eval",
-            argv(&["--data", &s(&data_dir), "--split", "test", "--predictions", &s(&file), "--seed", &seed, "--out", &s(&evals.join(name))]),
+            argv(&[
+                "--data",
+                &s(&data_dir),
+                "--split",
+                "test",
+                "--predictions",
+                &s(&file),
+                "--seed",
+                &seed,
+                "--out",
+                &s(&evals.join(name)),
+            ]),
             eval::command::run,
         )?;
     }
     p.stage(
         "eval frequency baseline",
         "eval",
-        argv(&["--data", &s(&data_dir), "--split", "test", "--baseline", "frequency", "--seed", &seed, "--out", &s(&evals.join("baseline-frequency"))]),
+        argv(&[
+            "--data",
+            &s(&data_dir),
+            "--split",
+            "test",
+            "--baseline",
+            "frequency",
+            "--seed",
+            &seed,
+            "--out",
+            &s(&evals.join("baseline-frequency")),
+        ]),
         eval::command::run,
     )?;
 
     let latency = report::measure_latency(out, &data_dir)?;
     crate::io::write_json(&out.join("stage_times.json"), &p.times)?;
     let report = report::write(out, &p.times, &latency)?;
-    say(format!("\n{report}\ndemo finished in {:.0} s; report: {}", total.elapsed().as_secs_f64(), out.join("report.md").display()));
+    say(format!(
+        "\n{report}\ndemo finished in {:.0} s; report: {}",
+        total.elapsed().as_secs_f64(),
+        out.join("report.md").display()
+    ));
     Ok(())
 }

@@ -35,11 +35,12 @@ pub fn measure_latency(out: &Path, data_dir: &Path) -> Result<Vec<Latency>> {
     for (model, flag) in [("teacher", "--teacher"), ("student-kd-align", "--model")] {
         let mut ms = Vec::new();
         for _ in 0..5 {
-            let argv: Vec<String> = [flag, &out.join(model).display().to_string(), "--records", &one.display().to_string()]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["--out".to_string(), dir.join(format!("{model}.jsonl")).display().to_string()])
-                .collect();
+            let argv: Vec<String> =
+                [flag, &out.join(model).display().to_string(), "--records", &one.display().to_string()]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(["--out".to_string(), dir.join(format!("{model}.jsonl")).display().to_string()])
+                    .collect();
             let args: crate::predict::PredictArgs = super::parse(&argv)?;
             let quiet = crate::progress::is_quiet();
             crate::progress::set_quiet(true);
@@ -93,13 +94,19 @@ fn curves(out: &Path) -> Result<String> {
             "student_prauc.png",
             "LEADER(S): validation PRAUC",
             "epoch",
-            students.iter().map(|(l, log)| Series { label: l.to_string(), points: points(log, "epoch", "valid_prauc") }).collect(),
+            students
+                .iter()
+                .map(|(l, log)| Series { label: l.to_string(), points: points(log, "epoch", "valid_prauc") })
+                .collect(),
         ),
         (
             "student_loss.png",
             "LEADER(S): training loss",
             "epoch",
-            students.iter().map(|(l, log)| Series { label: l.to_string(), points: points(log, "epoch", "train_loss") }).collect(),
+            students
+                .iter()
+                .map(|(l, log)| Series { label: l.to_string(), points: points(log, "epoch", "train_loss") })
+                .collect(),
         ),
     ];
     for (file, title, x, series) in charts {
@@ -134,7 +141,9 @@ pub fn write(out: &Path, times: &[StageTime], latency: &[Latency]) -> Result<Str
     let stats: Stats = crate::io::read_json(&out.join("data/stats.json"))?;
     let runs: Vec<(String, MetricsReport)> = MODELS
         .iter()
-        .map(|(name, label)| Ok((label.to_string(), crate::io::read_json(&out.join("eval").join(name).join("metrics.json"))?)))
+        .map(|(name, label)| {
+            Ok((label.to_string(), crate::io::read_json(&out.join("eval").join(name).join("metrics.json"))?))
+        })
         .collect::<Result<_>>()?;
     let seconds = |stage: &str| times.iter().filter(|t| t.stage == stage).map(|t| t.seconds).sum::<f64>();
     let test_n = runs[0].1.group("overall").map_or(0, |g| g.n);
@@ -157,10 +166,13 @@ pub fn write(out: &Path, times: &[StageTime], latency: &[Latency]) -> Result<Str
 
     writeln!(md, "## Efficiency on this machine\n")?;
     writeln!(md, "| Model | Parameters | Trainable | Training (s) | Test predict (records/s) | One-record call (ms) |\n|---|---|---|---|---|---|")?;
-    let teacher_trainable = parameters(&out.join("teacher/best/adapter_model.safetensors"))? + parameters(&out.join("teacher/best/head.safetensors"))?;
+    let teacher_trainable = parameters(&out.join("teacher/best/adapter_model.safetensors"))?
+        + parameters(&out.join("teacher/best/head.safetensors"))?;
     let teacher_total = parameters(&out.join("teacher-base/model.safetensors"))? + teacher_trainable;
     let rate = |name: &str| test_n as f64 / seconds(&format!("predict {name}")).max(1e-9);
-    let one = |name: &str| latency.iter().find(|l| l.model == name).map_or("–".to_string(), |l| format!("{:.0}", l.median_ms));
+    let one = |name: &str| {
+        latency.iter().find(|l| l.model == name).map_or("–".to_string(), |l| format!("{:.0}", l.median_ms))
+    };
     writeln!(
         md,
         "| LEADER(T) | {teacher_total} | {teacher_trainable} | {:.1} | {:.0} | {} |",
