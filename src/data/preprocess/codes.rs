@@ -3,7 +3,7 @@
 
 use super::hash::{FxMap, FxSet};
 use super::stats::Report;
-use super::table::{parse_id, Table};
+use super::table::{parse_row_ids, IdsMissing, Table};
 use anyhow::Result;
 
 /// Which codes survive the frequency step.
@@ -100,16 +100,16 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
         .zip(table.values("icd_version"))
         .zip(table.values("seq_num"));
     for (i, ((((subject, hadm), code), version), seq)) in columns.enumerate() {
-        let before = report.bad.total;
-        let subject = parse_id(subject, table, i, "subject_id", &mut report.bad);
-        let hadm_id = parse_id(hadm, table, i, "hadm_id", &mut report.bad);
-        let (Some(subject), Some(hadm)) = (subject, hadm_id) else {
-            if report.bad.total > before {
+        let (subject, hadm) = match parse_row_ids(subject, hadm, table, i, &mut report.bad) {
+            Ok(ids) => ids,
+            Err(IdsMissing::Unparseable) => {
                 unparseable += 1;
-            } else {
-                no_hadm += 1;
+                continue;
             }
-            continue;
+            Err(IdsMissing::Empty) => {
+                no_hadm += 1;
+                continue;
+            }
         };
         let Some(code) = code else {
             no_code += 1;

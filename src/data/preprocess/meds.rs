@@ -6,7 +6,7 @@ use super::drugs::DrugMap;
 use super::hash::{hash_str, FxMap, FxSet};
 use super::settings::MapKey;
 use super::stats::Report;
-use super::table::{parse_id, Table};
+use super::table::{parse_row_ids, IdsMissing, Table};
 use anyhow::Result;
 
 pub struct MedSpec<'a> {
@@ -57,16 +57,16 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         .zip(table.values(start_col))
         .zip(table.values("drug"));
     for (i, ((((subject, hadm), k), start), drug)) in columns.enumerate() {
-        let before = report.bad.total;
-        let subject = parse_id(subject, table, i, "subject_id", &mut report.bad);
-        let hadm_id = parse_id(hadm, table, i, "hadm_id", &mut report.bad);
-        let (Some(subject), Some(hadm)) = (subject, hadm_id) else {
-            if report.bad.total > before {
+        let (subject, hadm) = match parse_row_ids(subject, hadm, table, i, &mut report.bad) {
+            Ok(ids) => ids,
+            Err(IdsMissing::Unparseable) => {
                 unparseable += 1;
-            } else {
-                no_ids += 1;
+                continue;
             }
-            continue;
+            Err(IdsMissing::Empty) => {
+                no_ids += 1;
+                continue;
+            }
         };
         let Some(k) = k else {
             no_key += 1;

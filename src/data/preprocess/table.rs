@@ -135,3 +135,29 @@ pub fn parse_id(value: Option<&str>, table: &Table, row: usize, column: &str, ba
         }
     }
 }
+
+/// Why a row's (subject_id, hadm_id) pair could not be read.
+pub enum IdsMissing {
+    /// An id was present but not an integer (recorded in `bad` with file and line).
+    Unparseable,
+    /// An id was empty.
+    Empty,
+}
+
+/// Parses a row's subject and admission ids.
+pub fn parse_row_ids(
+    subject: Option<&str>,
+    hadm: Option<&str>,
+    table: &Table,
+    row: usize,
+    bad: &mut BadRows,
+) -> std::result::Result<(u64, u64), IdsMissing> {
+    let before = bad.total;
+    let subject = parse_id(subject, table, row, "subject_id", bad);
+    let hadm = parse_id(hadm, table, row, "hadm_id", bad);
+    match (subject, hadm) {
+        (Some(s), Some(h)) => Ok((s, h)),
+        _ if bad.total > before => Err(IdsMissing::Unparseable),
+        _ => Err(IdsMissing::Empty),
+    }
+}
