@@ -61,7 +61,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
         model: Some(base.to_str().unwrap().into()),
         out: Some(teacher.clone()),
         max_steps: Some(3),
-        max_tokens: Some(48),
+        max_tokens: Some(160),
         config: ConfigArgs { config: None, set: sets.iter().map(|s| s.to_string()).collect() },
         ..Default::default()
     })
@@ -119,6 +119,11 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let train_set = leader::data::record::read_records(&data.join("train.jsonl")).unwrap();
     let all: Vec<u64> = train_set.iter().map(|r| r.subject_id).collect();
     let batch: Vec<u64> = all.iter().rev().take(16).copied().collect();
+    // Prompts of different token lengths, so both routes pad (in different batch compositions).
+    let t = leader::teacher::Teacher::load(&teacher, &Device::Cpu, DType::F32).unwrap();
+    let lengths: std::collections::BTreeSet<usize> =
+        train_set.iter().map(|r| t.model.tokenizer.encode(&r.prompt).unwrap().len()).collect();
+    assert!(lengths.len() > 3, "{lengths:?}");
     let offline = KdTarget::from_cache(&cache, &all).unwrap();
     let live = KdTarget::online(&teacher, &Device::Cpu, DType::F32, &data, &v).unwrap();
     assert_eq!((offline.hidden_size(), live.hidden_size()), (Some(64), Some(64)));
