@@ -195,7 +195,7 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
 }
 
 /// Resolves the config: defaults, --config, --set, then the explicit flags; on --resume the run's
-/// saved config, where only --epochs may change.
+/// saved config, where only --epochs and the teacher may change.
 /// The teacher is left out (`TeacherSource::None`) for the caller to set.
 fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
     let mut set: Vec<String> = args.epochs.iter().map(|e| format!("train.epochs={e}")).collect();
@@ -206,7 +206,7 @@ fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
                 && args.batch_size.is_none()
                 && args.lr.is_none()
                 && args.seed.is_none(),
-            "--resume continues with the run's saved config; only --epochs may change"
+            "--resume continues with the run's saved config; only --epochs and distill's teacher flags may change"
         );
         let saved_path = run_dir.join("config.toml");
         let saved =
