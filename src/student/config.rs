@@ -13,6 +13,9 @@ pub struct StudentConfig {
     pub loss: LossConfig,
     pub train: TrainConfig,
     pub predict: PredictConfig,
+    /// Absent in configs written before it existed: no teacher.
+    #[serde(default)]
+    pub teacher: TeacherSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,22 @@ pub struct TrainConfig {
 pub struct PredictConfig {
     pub batch_size: usize,
     pub read_chunk: usize,
+}
+
+/// The KD target's source (`distill --teacher-cache` / `--teacher`); empty paths mean none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSection {
+    pub cache: std::path::PathBuf,
+    pub run: std::path::PathBuf,
+    pub device: String,
+    pub dtype: String,
+}
+
+impl Default for TeacherSection {
+    fn default() -> Self {
+        Self { cache: Default::default(), run: Default::default(), device: "cpu".into(), dtype: "f32".into() }
+    }
 }
 
 impl StudentConfig {

@@ -1,8 +1,12 @@
-//! Where the teacher vector of a training batch comes from. Offline KD reads the teacher cache; the
-//! online teacher (a forward pass of the fine-tuned LLaMA per batch) plugs in as another variant.
+//! Where the teacher vector of a training batch comes from. Offline KD reads the teacher cache; online
+//! KD runs the frozen fine-tuned LLaMA on the batch's prompts, computing exactly what
+//! `export-hidden` would have cached (same tokenisation, truncation, EOS and pooling).
 
+use crate::data::record::{read_records, split_path};
+use crate::data::vocab::Vocab;
 use crate::teacher::cache::TeacherCache;
-use anyhow::{bail, ensure, Result};
+use crate::teacher::Teacher;
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,8 +16,8 @@ pub enum KdTarget {
     None,
     /// Cached last-token hidden states, one row per training record.
     Cache { hidden: Tensor, rows: HashMap<u64, usize> },
-    // Online KD (`distill --teacher RUN`) adds a variant holding the loaded teacher here and
-    // computes `targets` by running it on the batch's prompts.
+    /// The frozen teacher and the train split's prompts by subject.
+    Online { teacher: Box<Teacher>, prompts: HashMap<u64, String> },
 }
 
 impl KdTarget {
@@ -49,11 +53,28 @@ impl KdTarget {
         Ok(Self::Cache { hidden: cache.hidden, rows })
     }
 
+    /// Loads the teacher run onto `device` and the prompts of `data_dir`'s train split. The teacher
+    /// must have been trained on `vocab`; every training record needs a prompt and its own subject.
+    pub fn online(run: &Path, device: &Device, dtype: DType, data_dir: &Path, vocab: &Vocab) -> Result<Self> {
+        let teacher =
+            Teacher::load(run, device, dtype).with_context(|| format!("loading teacher {}", run.display()))?;
+        teacher.check_vocab(vocab, data_dir)?;
+        let path = split_path(data_dir, "train")?;
+        let mut prompts = HashMap::new();
+        for (line, record) in read_records(&path)?.into_iter().enumerate() {
+            let at = format!("{}:{} (subject {})", path.display(), line + 1, record.subject_id);
+            ensure!(!record.prompt.trim().is_empty(), "{at}: empty `prompt`; online KD needs the teacher prompt");
+            ensure!(prompts.insert(record.subject_id, record.prompt).is_none(), "{at}: subject_id repeats");
+        }
+        Ok(Self::Online { teacher: Box::new(teacher), prompts })
+    }
+
     /// The teacher's hidden size, if there is a teacher.
     pub fn hidden_size(&self) -> Option<usize> {
         match self {
             Self::None => None,
             Self::Cache { hidden, .. } => hidden.dim(1).ok(),
+            Self::Online { teacher, .. } => Some(teacher.model.hidden_size()),
         }
     }
 
@@ -70,6 +91,15 @@ impl KdTarget {
                     .collect::<Result<Vec<_>>>()?;
                 let index = Tensor::new(index.as_slice(), &Device::Cpu)?;
                 Ok(Some(hidden.index_select(&index, 0)?.to_dtype(dtype)?.to_device(device)?))
+            }
+            Self::Online { teacher, prompts } => {
+                let batch = subject_ids
+                    .iter()
+                    .map(|s| {
+                        prompts.get(s).map(String::as_str).ok_or_else(|| anyhow::anyhow!("subject {s}: no prompt"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Some(teacher.pooled_hidden(&batch)?.to_device(device)?.to_dtype(dtype)?))
             }
         }
     }

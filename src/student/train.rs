@@ -1,9 +1,10 @@
-//! `leader train-student` (no teacher) and `leader distill` (feature KD from a teacher cache): Adam,
-//! early stopping on validation PRAUC, a checkpoint per epoch and bit-identical `--resume`.
+//! `leader train-student` (no teacher) and `leader distill` (feature KD from a teacher cache, or from
+//! the teacher itself run online on each batch): Adam, early stopping on validation PRAUC, a checkpoint
+//! per epoch and bit-identical `--resume`.
 
 use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use super::checkpoint::{self, RunInfo, TrainState};
-use super::config::{StudentConfig, DEFAULT};
+use super::config::{StudentConfig, TeacherSection, DEFAULT};
 use super::kd::KdTarget;
 use super::losses::TrainingHeads;
 use super::model::{Dropout, Leader, ModelShape};
@@ -15,6 +16,7 @@ use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::params::SeededVarMap;
 use crate::nn::rng::TensorRng;
 use crate::progress;
+use crate::teacher::device::{parse_device, parse_dtype};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
 use clap::Args;
@@ -60,9 +62,20 @@ pub struct TrainStudentArgs {
 pub struct DistillArgs {
     #[command(flatten)]
     pub common: CommonTrainArgs,
-    /// Teacher cache (safetensors `hidden` [n, H], `subject_id` [n]) over the train split.
+    /// Offline KD: teacher cache (safetensors `hidden` [n, H], `subject_id` [n]) over the train split
+    /// (teacher.cache).
+    #[arg(long, conflicts_with = "teacher")]
+    pub teacher_cache: Option<PathBuf>,
+    /// Online KD: a trained teacher run folder, run frozen on every training batch's prompts
+    /// (teacher.run).
     #[arg(long)]
-    pub teacher_cache: PathBuf,
+    pub teacher: Option<PathBuf>,
+    /// Device of the online teacher: cpu, cuda or cuda:N (teacher.device).
+    #[arg(long)]
+    pub teacher_device: Option<String>,
+    /// Compute dtype of the online teacher: f32, bf16 or f16 (teacher.dtype).
+    #[arg(long)]
+    pub teacher_dtype: Option<String>,
     /// Weight of the feature KD loss (loss.alpha).
     #[arg(long)]
     pub alpha: Option<f64>,
@@ -73,6 +86,52 @@ pub struct DistillArgs {
 pub enum TeacherSource {
     None,
     Cache(PathBuf),
+    /// A teacher run folder, loaded onto `device` (cpu, cuda, cuda:N) with its base in `dtype`.
+    Online {
+        run: PathBuf,
+        device: String,
+        dtype: String,
+    },
+}
+
+impl TeacherSource {
+    /// The source a config's `[teacher]` section names (at most one of `cache` and `run`).
+    pub fn from_section(t: &TeacherSection) -> Result<Self> {
+        let (cache, run) = (!t.cache.as_os_str().is_empty(), !t.run.as_os_str().is_empty());
+        ensure!(!(cache && run), "teacher.cache and teacher.run are both set; online or offline KD, not both");
+        Ok(if cache {
+            Self::Cache(t.cache.clone())
+        } else if run {
+            Self::Online { run: t.run.clone(), device: t.device.clone(), dtype: t.dtype.clone() }
+        } else {
+            Self::None
+        })
+    }
+
+    /// `section` naming this source (device and dtype are kept unless online).
+    fn recorded_in(&self, section: &TeacherSection) -> TeacherSection {
+        let none = TeacherSection { cache: PathBuf::new(), run: PathBuf::new(), ..section.clone() };
+        match self {
+            Self::None => none,
+            Self::Cache(path) => TeacherSection { cache: path.clone(), ..none },
+            Self::Online { run, device, dtype } => {
+                TeacherSection { run: run.clone(), device: device.clone(), dtype: dtype.clone(), ..none }
+            }
+        }
+    }
+
+    fn load(&self, data_dir: &Path, vocab: &Vocab, train_set: &[EncodedRecord]) -> Result<KdTarget> {
+        match self {
+            Self::None => Ok(KdTarget::None),
+            Self::Cache(path) => {
+                let subjects: Vec<u64> = train_set.iter().map(|r| r.subject_id).collect();
+                KdTarget::from_cache(path, &subjects)
+            }
+            Self::Online { run, device, dtype } => {
+                KdTarget::online(run, &parse_device(device)?, parse_dtype(dtype)?, data_dir, vocab)
+            }
+        }
+    }
 }
 
 /// A training job, independent of the command line.
@@ -110,19 +169,35 @@ pub struct EpochLog {
 
 pub fn run_train_student(args: &TrainStudentArgs) -> Result<()> {
     // The "w/o KD" ablation: no teacher, so α is 0 in the saved config too.
-    let opts = options(&args.common, TeacherSource::None, &["loss.alpha=0.0".to_string()])?;
+    let opts = options(&args.common, &["loss.alpha=0.0".to_string()])?;
     train(&opts).map(|_| ())
 }
 
 pub fn run_distill(args: &DistillArgs) -> Result<()> {
     let alpha: Vec<String> = args.alpha.iter().map(|a| format!("loss.alpha={a:?}")).collect();
-    let opts = options(&args.common, TeacherSource::Cache(args.teacher_cache.clone()), &alpha)?;
+    let mut opts = options(&args.common, &alpha)?;
+    // The flags override the config (the saved one too on --resume: a moved cache or run folder).
+    let t = &mut opts.config.teacher;
+    if let Some(cache) = &args.teacher_cache {
+        (t.cache, t.run) = (cache.clone(), PathBuf::new());
+    }
+    if let Some(run) = &args.teacher {
+        (t.cache, t.run) = (PathBuf::new(), run.clone());
+    }
+    t.device = args.teacher_device.clone().unwrap_or(t.device.clone());
+    t.dtype = args.teacher_dtype.clone().unwrap_or(t.dtype.clone());
+    opts.teacher = TeacherSource::from_section(t)?;
+    ensure!(
+        opts.teacher != TeacherSource::None,
+        "distill needs a teacher: --teacher RUN (online KD) or --teacher-cache FILE (offline KD)"
+    );
     train(&opts).map(|_| ())
 }
 
 /// Resolves the config: defaults, --config, --set, then the explicit flags; on --resume the run's
-/// saved config, where only --epochs may change.
-fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) -> Result<TrainOptions> {
+/// saved config, where only --epochs and the teacher may change.
+/// The teacher is left out (`TeacherSource::None`) for the caller to set.
+fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
     let mut set: Vec<String> = args.epochs.iter().map(|e| format!("train.epochs={e}")).collect();
     if let Some(run_dir) = &args.resume {
         ensure!(
@@ -131,7 +206,7 @@ fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) ->
                 && args.batch_size.is_none()
                 && args.lr.is_none()
                 && args.seed.is_none(),
-            "--resume continues with the run's saved config; only --epochs may change"
+            "--resume continues with the run's saved config; only --epochs and distill's teacher flags may change"
         );
         let saved_path = run_dir.join("config.toml");
         let saved =
@@ -141,7 +216,7 @@ fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) ->
             data_dir: args.data.clone(),
             run_dir: run_dir.clone(),
             config,
-            teacher,
+            teacher: TeacherSource::None,
             resume: true,
         });
     }
@@ -153,7 +228,7 @@ fn options(args: &CommonTrainArgs, teacher: TeacherSource, forced: &[String]) ->
     config_args.set.extend(set);
     let config = crate::config::load(DEFAULT, &config_args)?;
     let run_dir = args.out.clone().context("give --out RUN (or --resume RUN)")?;
-    Ok(TrainOptions { data_dir: args.data.clone(), run_dir, config, teacher, resume: false })
+    Ok(TrainOptions { data_dir: args.data.clone(), run_dir, config, teacher: TeacherSource::None, resume: false })
 }
 
 /// Reads and encodes one split; labels outside the vocabulary are errors naming the line.
@@ -200,7 +275,8 @@ pub fn validate(
 
 /// Trains (or resumes) a student run; see the module docs.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
-    let cfg = &opts.config;
+    // The saved config records the teacher actually used, whatever the config said.
+    let cfg = &StudentConfig { teacher: opts.teacher.recorded_in(&opts.config.teacher), ..opts.config.clone() };
     cfg.validate()?;
     let (device, dtype) = (Device::Cpu, DType::F32);
     let vocab_path = opts.data_dir.join("vocab.json");
@@ -211,13 +287,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     ensure!(!train_set.is_empty(), "{}: the train split is empty", opts.data_dir.display());
     progress::say(format!("train: {}", train_stats.summary()));
     progress::say(format!("valid: {}", valid_stats.summary()));
-    let teacher = match &opts.teacher {
-        TeacherSource::None => KdTarget::None,
-        TeacherSource::Cache(path) => {
-            let subjects: Vec<u64> = train_set.iter().map(|r| r.subject_id).collect();
-            KdTarget::from_cache(path, &subjects)?
-        }
-    };
+    let teacher = opts.teacher.load(&opts.data_dir, &vocab, &train_set)?;
     let m = vocab.num_medications();
     let info = RunInfo {
         model: cfg.model.clone(),
@@ -233,6 +303,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             "{}: the run was trained on another vocabulary than {}",
             run.display(),
             vocab_path.display()
+        );
+        ensure!(
+            saved.teacher_hidden == info.teacher_hidden,
+            "{}: the run was distilled from a teacher of hidden size {:?}, but {:?} gives {:?}",
+            run.display(),
+            saved.teacher_hidden,
+            opts.teacher,
+            info.teacher_hidden
         );
         ensure!(
             saved == info,
