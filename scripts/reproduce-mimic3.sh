@@ -23,6 +23,8 @@
 #   STOP_AFTER=STAGE   stop after preprocess, teacher, export or students
 #   LEADER=PATH        the binary (default target/release/leader; build with `cargo build --release --features cuda`)
 #   DEVICE=cuda DTYPE=bf16  where the teacher runs (export-hidden and predict too)
+#   TEACHER_FLAGS, STUDENT_FLAGS  extra flags for train-teacher / train-student and distill, e.g. for a smoke
+#                      test: TEACHER_FLAGS="--max-steps 2 --max-tokens 256" STUDENT_FLAGS="--epochs 2"
 set -euo pipefail
 
 DATASET="${DATASET:-mimic3}"
@@ -95,6 +97,8 @@ TEACHER="$OUT/teacher"
 say "train-teacher"
 args=(train-teacher --data "$DATA" --model "$LLAMA" --out "$TEACHER" --config "$CONFIGS-teacher.toml"
     --device "$DEVICE" --dtype "$DTYPE")
+read -ra teacher_flags <<<"${TEACHER_FLAGS:-}"
+args+=("${teacher_flags[@]}")
 # A finished run resumes to its last step and stops at once; an interrupted one continues.
 if [ -d "$TEACHER/last" ]; then args+=(--resume); fi
 run "$LEADER" "${args[@]}"
@@ -116,6 +120,8 @@ student() { # NAME COMMAND [FLAGS...]
     local name=$1 command=$2
     shift 2
     local extra=("$@")
+    read -ra student_flags <<<"${STUDENT_FLAGS:-}"
+    extra+=("${student_flags[@]}")
     if [ "$EXACT" = 1 ]; then extra+=(--set loss.exclude_positive=true); fi
     if [ -f "$OUT/$name/checkpoint.safetensors" ]; then
         # --resume keeps the run's saved config; a finished run only re-reads its last state.
