@@ -7,7 +7,7 @@
 use super::batch::{Batch, CodeSets, Masks};
 use super::config::ModelDims;
 use crate::nn::rng::TensorRng;
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
 
 /// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
@@ -74,7 +74,8 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor, drop: &Dropout) -> Result<Tensor> {
-        if drop.fused {
+        // candle's fused layer norm has no f64 kernel on the CPU.
+        if drop.fused && x.dtype() != DType::F64 {
             candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
         } else {
             candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
