@@ -78,13 +78,23 @@ impl TensorRng {
         Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
     }
 
-    /// Inverted-dropout mask: each entry is 0 with probability `p`, else `1 / (1 - p)`.
+    /// Inverted-dropout mask: each entry is 0 with probability `p`, else `1 / (1 - p)`. The draws are
+    /// u32s filled in bulk (an entry is dropped when its draw is below p·2^32): training calls this on
+    /// every layer of every step, and one f64 draw per entry cost more than the layers themselves.
     pub fn dropout_mask(&mut self, shape: impl Into<Shape>, p: f64, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
         let keep = 1.0 / (1.0 - p);
-        let data: Vec<f32> =
-            (0..shape.elem_count()).map(|_| if self.uniform_f64() < p { 0.0 } else { keep as f32 }).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+        let threshold = (p * 4_294_967_296.0).round().min(u32::MAX as f64) as u32;
+        let mut draws = vec![0u32; shape.elem_count()];
+        self.rng.fill(&mut draws[..]);
+        let mask = if dtype == DType::F64 {
+            let data: Vec<f64> = draws.iter().map(|&u| if u < threshold { 0.0 } else { keep }).collect();
+            Tensor::from_vec(data, shape, &Device::Cpu)?
+        } else {
+            let data: Vec<f32> = draws.iter().map(|&u| if u < threshold { 0.0 } else { keep as f32 }).collect();
+            Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?
+        };
+        mask.to_device(device)
     }
 
     /// Applies inverted dropout with probability `p` (identity when `p == 0`).

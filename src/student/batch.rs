@@ -214,32 +214,23 @@ impl CodeSets {
     }
 }
 
-/// The code set of every visit slot of every record, `B * V` rows (empty where `pick` has none).
-fn slots<'a>(
-    records: &[&'a EncodedRecord],
-    v: usize,
-    pick: impl Fn(&'a EncodedRecord, usize) -> Option<&'a Vec<u32>>,
-) -> Vec<&'a [u32]> {
-    let mut out = Vec::with_capacity(records.len() * v);
-    for r in records {
-        for t in 0..v {
-            out.push(pick(r, t).map_or(&[][..], Vec::as_slice));
-        }
-    }
-    out
-}
-
-/// A batch padded to its own longest history (V) and to each stream's longest visit.
+/// A batch padded to its own longest history (V). Only the non-empty code sets of real visits go
+/// through the set encoders (each stream padded to its own widest set); `slot_rows` then places their
+/// pooled vectors into the [3B, V, d] visit streams, so padded slots and empty sets cost nothing.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub size: usize,
     pub visits: usize,
-    /// [B*V, Ld]: visit slot t of record b is row b*V + t.
+    /// The non-empty diagnosis sets of all real visits, record by record.
     pub diagnoses: CodeSets,
     pub procedures: CodeSets,
-    /// [B*V, Lm]: slot t holds the medications of visit t-1; slot 0 is empty (the model puts the
-    /// profile prompt there).
+    /// The non-empty medication sets of the visits before each target (the model's history).
     pub medications: CodeSets,
+    /// [3*B*V] u32: for slot t of record b in stream s (0 diagnoses, 1 procedures, 2 medications),
+    /// entry (s*B + b)*V + t is its row in the table [pooled diagnoses; pooled procedures; pooled
+    /// medications; B profile prompts; one zero row]. Medication slot 0 is the prompt; slot t >= 1
+    /// holds visit t-1's drugs; padded slots and empty sets point at the zero row.
+    pub slot_rows: Tensor,
     /// Visit masks of the three streams stacked: rows [diag b=0..B, proc ..., med ...], [3B, V, 1].
     pub visit_masks: Masks,
     /// [B, F] profile value indices.
@@ -255,9 +246,30 @@ impl Batch {
     pub fn new(records: &[&EncodedRecord], num_medications: usize, dtype: DType, device: &Device) -> Result<Self> {
         let b = records.len();
         let v = records.iter().map(|r| r.diagnoses.len()).max().unwrap_or(1).max(1);
-        let diag = slots(records, v, |r, t| r.diagnoses.get(t));
-        let proc = slots(records, v, |r, t| r.procedures.get(t));
-        let meds = slots(records, v, |r, t| t.checked_sub(1).and_then(|p| r.prior_medications.get(p)));
+        let streams: [Vec<&Vec<Vec<u32>>>; 3] = [
+            records.iter().map(|r| &r.diagnoses).collect(),
+            records.iter().map(|r| &r.procedures).collect(),
+            records.iter().map(|r| &r.prior_medications).collect(),
+        ];
+        let sets = |s: usize| streams[s].iter().flat_map(|visits| visits.iter()).filter(|set| !set.is_empty());
+        let prompts: usize = (0..3).map(|s| sets(s).count()).sum();
+        let zero = (prompts + b) as u32;
+        let mut slot_rows = vec![zero; 3 * b * v];
+        let mut next = 0u32;
+        for (s, stream) in streams.iter().enumerate() {
+            // Medication slot t holds visit t-1's set.
+            let shift = (s == 2) as usize;
+            for (row, visits) in stream.iter().enumerate() {
+                let base = (s * b + row) * v;
+                if s == 2 {
+                    slot_rows[base] = (prompts + row) as u32;
+                }
+                for (t, _) in visits.iter().enumerate().filter(|(_, set)| !set.is_empty()) {
+                    slot_rows[base + t + shift] = next;
+                    next += 1;
+                }
+            }
+        }
         let lengths: Vec<usize> = records.iter().map(|r| r.diagnoses.len()).collect();
         let stacked: Vec<usize> = lengths.iter().chain(&lengths).chain(&lengths).copied().collect();
         let profile: Vec<u32> = records.iter().flat_map(|r| r.profile.iter().copied()).collect();
@@ -269,17 +281,49 @@ impl Batch {
             }
         }
         let targets: Vec<Vec<u32>> = records.iter().map(|r| r.labels.iter().map(|m| m + 1).collect()).collect();
+        let code_sets = |s: usize| {
+            let rows: Vec<&[u32]> = sets(s).map(Vec::as_slice).collect();
+            CodeSets::new(rows.into_iter(), dtype, device)
+        };
         Ok(Self {
             size: b,
             visits: v,
-            diagnoses: CodeSets::new(diag.into_iter(), dtype, device)?,
-            procedures: CodeSets::new(proc.into_iter(), dtype, device)?,
-            medications: CodeSets::new(meds.into_iter(), dtype, device)?,
+            diagnoses: code_sets(0)?,
+            procedures: code_sets(1)?,
+            medications: code_sets(2)?,
+            slot_rows: Tensor::from_vec(slot_rows, 3 * b * v, device)?,
             visit_masks: Masks::from_lengths(&stacked, v, dtype, device)?,
             profile: Tensor::from_vec(profile, (b, fields), device)?,
             labels: Tensor::from_vec(labels, (b, num_medications), device)?.to_dtype(dtype)?,
             target_medications: CodeSets::new(targets.iter().map(Vec::as_slice), dtype, device)?,
             subject_ids: records.iter().map(|r| r.subject_id).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(diagnoses: Vec<Vec<u32>>, procedures: Vec<Vec<u32>>, prior_medications: Vec<Vec<u32>>) -> EncodedRecord {
+        EncodedRecord { subject_id: 1, diagnoses, procedures, prior_medications, profile: vec![0], labels: vec![] }
+    }
+
+    /// Packing by hand: record A has 2 visits, record B 1 visit, so V = 2 and B = 2.
+    /// Non-empty diagnosis sets: A0, A1, B0 → rows 0, 1, 2. Procedure sets: A1 only (A0 and B0 are
+    /// empty) → row 3. Medication history: A's visit 0 → row 4. Prompts: rows 5 (A) and 6 (B); zero
+    /// row 7. Slots (s*B + b)*V + t: diag A [0, 1], diag B [2, pad→7], proc A [empty→7, 3],
+    /// proc B [7, 7], med A [prompt 5, A's visit 0 → 4], med B [prompt 6, pad→7].
+    #[test]
+    fn slot_rows_place_each_packed_set_in_its_visit_slot() {
+        let a = record(vec![vec![5, 6], vec![7]], vec![vec![], vec![9, 10, 11]], vec![vec![1, 2]]);
+        let b = record(vec![vec![8]], vec![vec![]], vec![]);
+        let batch = Batch::new(&[&a, &b], 3, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(batch.slot_rows.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 7, 7, 3, 7, 7, 5, 4, 6, 7]);
+        assert_eq!(batch.diagnoses.ids.to_vec2::<u32>().unwrap(), vec![vec![5, 6], vec![7, 0], vec![8, 0]]);
+        assert_eq!(batch.procedures.ids.to_vec2::<u32>().unwrap(), vec![vec![9, 10, 11]]);
+        assert_eq!(batch.medications.ids.to_vec2::<u32>().unwrap(), vec![vec![1, 2]]);
+        let visit_mask: Vec<f32> = batch.visit_masks.mask.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(visit_mask, vec![1., 1., 1., 0., 1., 1., 1., 0., 1., 1., 1., 0.]);
     }
 }

@@ -1,12 +1,13 @@
 //! The LEADER(S) network (reference doc §4): a shared code embedding, three set encoders pooled per
 //! visit, a profile prompt in the medication stream's first slot, one shared visit encoder and an MLP
-//! over the three pooled histories. All ops are differentiable (slow layer norm, `softmax` over the
-//! last dim), so the same forward serves training and scoring.
+//! over the three pooled histories. Training (and `Dropout::off`, used by the gradient checks) runs
+//! only differentiable ops (slow layer norm, `softmax` over the last dim); `Dropout::scoring` swaps in
+//! candle's fused, backward-less softmax and layer norm, which compute the same values faster.
 
 use super::batch::{Batch, CodeSets, Masks};
 use super::config::ModelDims;
 use crate::nn::rng::TensorRng;
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
 
 /// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
@@ -19,27 +20,46 @@ pub fn torch_linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -
     Ok(Linear::new(weight, bias))
 }
 
-/// Dropout that is active only when it holds a random stream (training).
-pub struct Dropout<'a>(Option<&'a mut TensorRng>);
+/// How a forward pass runs: dropout is active only when it holds a random stream (training); `fused`
+/// allows ops without a backward pass (scoring only).
+pub struct Dropout<'a> {
+    rng: Option<&'a mut TensorRng>,
+    fused: bool,
+}
 
 impl<'a> Dropout<'a> {
+    /// No dropout, differentiable ops (gradient checks).
     pub fn off() -> Self {
-        Self(None)
+        Self { rng: None, fused: false }
     }
 
+    /// Training: dropout drawn from `rng`, differentiable ops.
     pub fn on(rng: &'a mut TensorRng) -> Self {
-        Self(Some(rng))
+        Self { rng: Some(rng), fused: false }
+    }
+
+    /// Scoring: no dropout, fused softmax and layer norm (no gradients flow through them).
+    pub fn scoring() -> Self {
+        Self { rng: None, fused: true }
     }
 
     fn apply(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
-        match &mut self.0 {
+        match &mut self.rng {
             Some(rng) => rng.dropout(x, p),
             None => Ok(x.clone()),
         }
     }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused {
+            candle_nn::ops::softmax_last_dim(x)
+        } else {
+            candle_nn::ops::softmax(x, D::Minus1)
+        }
+    }
 }
 
-/// Affine layer norm through `layer_norm_slow` (candle's fused one has no backward).
+/// Affine layer norm: `layer_norm_slow` where gradients may flow (candle's fused one has no backward).
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -53,8 +73,13 @@ impl LayerNorm {
         Ok(Self { weight, bias, eps: eps as f32 })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+    pub fn forward(&self, x: &Tensor, drop: &Dropout) -> Result<Tensor> {
+        // candle's fused layer norm has no f64 kernel on the CPU.
+        if drop.fused && x.dtype() != DType::F64 {
+            candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
+        }
     }
 }
 
@@ -65,6 +90,14 @@ pub struct Attention {
     v: Linear,
     out: Linear,
     heads: usize,
+}
+
+/// `x` [.., k] times the transpose of `weight` [n, k] as one 2-D matmul → [.., n].
+fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (rows, k) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().expect("x has a last dim") = weight.dim(0)?;
+    x.reshape((rows, k))?.matmul(&weight.t()?)?.reshape(dims)
 }
 
 impl Attention {
@@ -82,10 +115,13 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, key_bias: &Tensor, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
         let (n, s, d) = x.dims3()?;
         let dk = d / self.heads;
-        let split = |t: Tensor| t.reshape((n, s, self.heads, dk))?.transpose(1, 2)?.contiguous();
-        let (q, k, v) = (split(self.q.forward(x)?)?, split(self.k.forward(x)?)?, split(self.v.forward(x)?)?);
+        // Q, K and V in one matmul and one copy into [3, N, heads, S, dk]; the parameters stay three
+        // (same names, same initial draws).
+        let w = Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?;
+        let qkv = project(x, &w)?.reshape((n, s, 3, self.heads, dk))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let scores = (q.matmul(&k.t()?)? / (dk as f64).sqrt())?.broadcast_add(key_bias)?;
-        let probs = drop.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?, p_drop)?;
+        let probs = drop.apply(&drop.softmax(&scores)?, p_drop)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
         self.out.forward(&ctx)
     }
@@ -117,9 +153,9 @@ impl TransformerBlock {
     }
 
     pub fn forward(&self, x: &Tensor, key_bias: &Tensor, drop: &mut Dropout) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.ln1.forward(x)?, key_bias, self.p_attention, drop)?;
+        let attended = self.attention.forward(&self.ln1.forward(x, drop)?, key_bias, self.p_attention, drop)?;
         let x = (x + drop.apply(&attended, self.p_hidden)?)?;
-        let inner = drop.apply(&self.ffn_in.forward(&self.ln2.forward(&x)?)?.gelu()?, self.p_hidden)?;
+        let inner = drop.apply(&self.ffn_in.forward(&self.ln2.forward(&x, drop)?)?.gelu()?, self.p_hidden)?;
         let x = (&x + drop.apply(&self.ffn_out.forward(&inner)?, self.p_hidden)?)?;
         drop.apply(&x, self.p_hidden)
     }
@@ -221,18 +257,23 @@ impl Leader {
 
     pub fn forward(&self, batch: &Batch, drop: &mut Dropout) -> Result<Output> {
         let (b, v, d) = (batch.size, batch.visits, self.d);
-        let diagnoses = self.encode_sets(&self.diagnosis_set, &batch.diagnoses, drop)?.reshape((b, v, d))?;
-        let procedures = self.encode_sets(&self.procedure_set, &batch.procedures, drop)?.reshape((b, v, d))?;
+        // Pooled vectors of the batch's non-empty sets, then the profile prompts and a zero row;
+        // `slot_rows` places them into the three visit streams (see `Batch`).
+        let mut table = Vec::with_capacity(5);
+        for (block, sets) in [
+            (&self.diagnosis_set, &batch.diagnoses),
+            (&self.procedure_set, &batch.procedures),
+            (&self.medication_set, &batch.medications),
+        ] {
+            if sets.ids.dim(0)? > 0 {
+                table.push(self.encode_sets(block, sets, drop)?);
+            }
+        }
         let prompt = self.profile.forward(&batch.profile)?;
-        // Slot 0 of the medication stream is the profile prompt; slot t >= 1 holds visit t-1's drugs.
-        let medications = if v == 1 {
-            prompt.unsqueeze(1)?
-        } else {
-            let history = self.encode_medication_sets(&batch.medications, drop)?.reshape((b, v, d))?;
-            Tensor::cat(&[&prompt.unsqueeze(1)?, &history.narrow(1, 1, v - 1)?], 1)?
-        };
+        table.push(prompt.clone());
+        table.push(Tensor::zeros((1, d), prompt.dtype(), prompt.device())?);
         // One shared visit encoder over the three streams at once: [3B, V, d].
-        let streams = Tensor::cat(&[&diagnoses, &procedures, &medications], 0)?;
+        let streams = Tensor::cat(&table, 0)?.index_select(&batch.slot_rows, 0)?.reshape((3 * b, v, d))?;
         let encoded = self.visit.forward(&streams, &batch.visit_masks.key_bias, drop)?;
         let pooled = masked_mean(&encoded, &batch.visit_masks)?;
         let patient = Tensor::cat(&[pooled.narrow(0, 0, b)?, pooled.narrow(0, b, b)?, pooled.narrow(0, 2 * b, b)?], 1)?;

@@ -34,7 +34,7 @@ pub fn probabilities(
     for chunk in order.chunks(batch_size.max(1)) {
         let batch_records: Vec<&EncodedRecord> = chunk.iter().map(|&i| records[i]).collect();
         let batch = Batch::new(&batch_records, num_medications, DType::F32, &Device::Cpu)?;
-        let logits = model.forward(&batch, &mut Dropout::off())?.logits;
+        let logits = model.forward(&batch, &mut Dropout::scoring())?.logits;
         let probs = sigmoid(&logits)?.to_vec2::<f32>()?;
         for (&i, row) in chunk.iter().zip(probs) {
             out[i * num_medications..(i + 1) * num_medications].copy_from_slice(&row);
