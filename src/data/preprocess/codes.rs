@@ -3,7 +3,7 @@
 
 use super::hash::{FxMap, FxSet};
 use super::stats::Report;
-use super::table::{parse_row_ids, IdsMissing, Table};
+use super::table::{parse_row_ids, IdFailures, Table};
 use anyhow::Result;
 
 /// Which codes survive the frequency step.
@@ -92,7 +92,7 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
     let mut ids: FxMap<(&str, &str), u32> = FxMap::default();
     let mut out = Coded::default();
     let mut rows = Vec::with_capacity(table.height());
-    let (mut no_hadm, mut no_code, mut unparseable) = (0, 0, 0);
+    let (mut id_failures, mut no_code) = (IdFailures::default(), 0);
     let columns = table
         .values("subject_id")
         .zip(table.values("hadm_id"))
@@ -100,16 +100,8 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
         .zip(table.values("icd_version"))
         .zip(table.values("seq_num"));
     for (i, ((((subject, hadm), code), version), seq)) in columns.enumerate() {
-        let (subject, hadm) = match parse_row_ids(subject, hadm, table, i, &mut report.bad) {
-            Ok(ids) => ids,
-            Err(IdsMissing::Unparseable) => {
-                unparseable += 1;
-                continue;
-            }
-            Err(IdsMissing::Empty) => {
-                no_hadm += 1;
-                continue;
-            }
+        let Some((subject, hadm)) = parse_row_ids(subject, hadm, table, i, &mut report.bad, &mut id_failures) else {
+            continue;
         };
         let Some(code) = code else {
             no_code += 1;
@@ -139,7 +131,11 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
         &format!("{name}: read"),
         "rows",
         table.height(),
-        &[("missing subject_id or hadm_id", no_hadm), ("unparseable id", unparseable), ("missing code", no_code)],
+        &[
+            ("missing subject_id or hadm_id", id_failures.missing),
+            ("unparseable id", id_failures.unparseable),
+            ("missing code", no_code),
+        ],
     )?;
     debug_assert_eq!(read, rows.len());
 

@@ -6,7 +6,7 @@ use super::drugs::DrugMap;
 use super::hash::{hash_str, FxMap, FxSet};
 use super::settings::MapKey;
 use super::stats::Report;
-use super::table::{parse_row_ids, IdsMissing, Table};
+use super::table::{parse_row_ids, IdFailures, Table};
 use anyhow::Result;
 
 pub struct MedSpec<'a> {
@@ -48,7 +48,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
     let key = spec.key.column();
     let start_col = if table.col("startdate").is_some() { "startdate" } else { "starttime" };
     let mut rows = Vec::with_capacity(table.height());
-    let (mut no_ids, mut unparseable, mut no_key, mut zero_key) = (0, 0, 0, 0);
+    let (mut id_failures, mut no_key, mut zero_key) = (IdFailures::default(), 0, 0);
     let mut lookup: FxMap<&str, u32> = FxMap::default();
     let columns = table
         .values("subject_id")
@@ -57,16 +57,8 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         .zip(table.values(start_col))
         .zip(table.values("drug"));
     for (i, ((((subject, hadm), k), start), drug)) in columns.enumerate() {
-        let (subject, hadm) = match parse_row_ids(subject, hadm, table, i, &mut report.bad) {
-            Ok(ids) => ids,
-            Err(IdsMissing::Unparseable) => {
-                unparseable += 1;
-                continue;
-            }
-            Err(IdsMissing::Empty) => {
-                no_ids += 1;
-                continue;
-            }
+        let Some((subject, hadm)) = parse_row_ids(subject, hadm, table, i, &mut report.bad, &mut id_failures) else {
+            continue;
         };
         let Some(k) = k else {
             no_key += 1;
@@ -101,8 +93,8 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         "rows",
         table.height(),
         &[
-            ("missing subject_id or hadm_id", no_ids),
-            ("unparseable id", unparseable),
+            ("missing subject_id or hadm_id", id_failures.missing),
+            ("unparseable id", id_failures.unparseable),
             (format!("empty {key}").as_str(), no_key),
             (format!("{key} is \"0\"").as_str(), zero_key),
         ],

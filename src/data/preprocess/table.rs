@@ -136,28 +136,36 @@ pub fn parse_id(value: Option<&str>, table: &Table, row: usize, column: &str, ba
     }
 }
 
-/// Why a row's (subject_id, hadm_id) pair could not be read.
-pub enum IdsMissing {
-    /// An id was present but not an integer (recorded in `bad` with file and line).
-    Unparseable,
+/// Rows whose (subject_id, hadm_id) pair could not be read, by reason.
+#[derive(Debug, Default)]
+pub struct IdFailures {
+    /// An id was present but not an integer (also recorded in `bad` with file and line).
+    pub unparseable: usize,
     /// An id was empty.
-    Empty,
+    pub missing: usize,
 }
 
-/// Parses a row's subject and admission ids.
+/// Parses a row's subject and admission ids, counting the failures.
 pub fn parse_row_ids(
     subject: Option<&str>,
     hadm: Option<&str>,
     table: &Table,
     row: usize,
     bad: &mut BadRows,
-) -> std::result::Result<(u64, u64), IdsMissing> {
+    failures: &mut IdFailures,
+) -> Option<(u64, u64)> {
     let before = bad.total;
     let subject = parse_id(subject, table, row, "subject_id", bad);
     let hadm = parse_id(hadm, table, row, "hadm_id", bad);
     match (subject, hadm) {
-        (Some(s), Some(h)) => Ok((s, h)),
-        _ if bad.total > before => Err(IdsMissing::Unparseable),
-        _ => Err(IdsMissing::Empty),
+        (Some(s), Some(h)) => Some((s, h)),
+        _ if bad.total > before => {
+            failures.unparseable += 1;
+            None
+        }
+        _ => {
+            failures.missing += 1;
+            None
+        }
     }
 }
