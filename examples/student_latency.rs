@@ -8,6 +8,7 @@ use leader::student::checkpoint::TrainedStudent;
 use std::time::Instant;
 
 fn main() -> Result<()> {
+    leader::runtime::configure();
     let args: Vec<String> = std::env::args().collect();
     let run = args.get(1).context("usage: student_latency RUN RECORDS.jsonl [N]")?;
     let records_path = args.get(2).context("usage: student_latency RUN RECORDS.jsonl [N]")?;
@@ -26,7 +27,7 @@ fn main() -> Result<()> {
         let mut stats = EncodeStats::default();
         let encoded =
             codes.encode(record, student.info.model.max_visits, student.info.model.max_codes, false, &mut stats)?;
-        let probs = leader::student::predict::probabilities(&student.model, &[&encoded], m, 1)?;
+        let probs = leader::student::predict::probabilities(&student.model, &[&encoded], m, 1, 1)?;
         std::hint::black_box(probs);
         micros.push(start.elapsed().as_secs_f64() * 1e6);
     }

@@ -8,23 +8,21 @@
 #   `leader synth --flavor mimic3 --patients 46520 --seed 1` + `leader preprocess` into BENCH_DIR.
 # Env: LEADER_BIN (a built `leader`: skips building; the latency example is then looked up beside it
 #      under examples/ and skipped if absent), BENCH_DIR (work folder, default target/bench-student),
-#      THREADS (RAYON_NUM_THREADS, default 2), PREDICT_RECORDS (default 1000000).
-# Without LEADER_BIN it builds the dev profile with our crate at opt-level 3 (dependencies are
-# optimised already; a release build would recompile polars and candle).
+#      THREADS (the student's `threads` setting, default 2), PREDICT_RECORDS (default 1000000).
+# Without LEADER_BIN it builds the release profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-target/bench-student}
 THREADS=${THREADS:-2}
 PREDICT_RECORDS=${PREDICT_RECORDS:-1000000}
-export RAYON_NUM_THREADS=$THREADS
 mkdir -p "$WORK"
 if [ -n "${LEADER_BIN:-}" ]; then
   BIN=$LEADER_BIN
   LATENCY=$(dirname "$BIN")/examples/student_latency
 else
-  CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build --quiet --bin leader --example student_latency
-  BIN=target/debug/leader
-  LATENCY=target/debug/examples/student_latency
+  cargo build --release --quiet --bin leader --example student_latency
+  BIN=target/release/leader
+  LATENCY=target/release/examples/student_latency
 fi
 
 DATA=${1:-}
@@ -37,7 +35,7 @@ if [ -z "$DATA" ]; then
       --atc-names "$RAW/aux/atc_names.csv" --ddi-pairs "$RAW/aux/ddi_pairs.csv" --out "$DATA"
   fi
 fi
-echo "data: $DATA ($(wc -l < "$DATA/train.jsonl") train, $(wc -l < "$DATA/valid.jsonl") valid records); RAYON_NUM_THREADS=$THREADS; machine: $(nproc) cores, $(uname -m), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "data: $DATA ($(wc -l < "$DATA/train.jsonl") train, $(wc -l < "$DATA/valid.jsonl") valid records); threads=$THREADS; machine: $(nproc) cores, $(uname -m), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Wall seconds and peak RSS (kB) of a command.
 measure() {
@@ -61,7 +59,7 @@ measure() {
 for BS in 16 64; do
   RUN=$WORK/run-b$BS
   rm -rf "$RUN"
-  read -r WALL RSS < <(measure "$BIN" --quiet train-student --data "$DATA" --out "$RUN" --epochs 1 --batch-size "$BS")
+  read -r WALL RSS < <(measure "$BIN" --quiet train-student --data "$DATA" --out "$RUN" --epochs 1 --batch-size "$BS" --set threads="$THREADS")
   python3 - "$RUN/train_log.jsonl" "$BS" "$WALL" "$RSS" <<'PY'
 import json, sys
 log = [json.loads(l) for l in open(sys.argv[1])]
@@ -70,7 +68,7 @@ PY
 done
 
 BIG=$WORK/predict-input.jsonl
-if [ "$(wc -l < "$BIG" 2> /dev/null || echo 0)" -ne "$PREDICT_RECORDS" ]; then
+if [ ! -f "$BIG" ] || [ "$(wc -l < "$BIG")" -ne "$PREDICT_RECORDS" ]; then
   python3 - "$DATA/test.jsonl" "$BIG" "$PREDICT_RECORDS" <<'PY'
 import sys
 lines = open(sys.argv[1]).read().splitlines()

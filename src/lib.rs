@@ -13,5 +13,6 @@ pub mod io;
 pub mod nn;
 pub mod predict;
 pub mod progress;
+pub mod runtime;
 pub mod student;
 pub mod teacher;

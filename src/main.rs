@@ -43,6 +43,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    leader::runtime::configure();
     let cli = Cli::parse();
     progress::set_quiet(cli.quiet);
     match &cli.command {

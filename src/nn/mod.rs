@@ -4,5 +4,7 @@
 
 pub mod adamw;
 pub mod gradcheck;
+pub mod ops;
+pub mod parallel;
 pub mod params;
 pub mod rng;

@@ -159,80 +159,101 @@ impl CodeVocab {
     }
 }
 
-/// Masks of a padded set of rows whose valid entries come first: `mask` [N, S, 1], `key_bias`
-/// [N, 1, 1, S] (0 for valid keys, -1e9 for padding) and `inv_count` [N, 1] (1 / max(valid, 1)).
+/// Rows of different lengths (code sets, visit streams) packed without padding: the position-wise
+/// layers run on the packed tokens [T, d]; only attention needs the rows side by side, so it gathers
+/// them into [N, S, ..] through `padded` and back through `packed`. A padded slot repeats its row's
+/// first token: as a key it is masked out and its query output is never gathered back, so it gets
+/// exactly zero weight and zero gradient.
 #[derive(Debug, Clone)]
-pub struct Masks {
-    pub mask: Tensor,
+pub struct Packing {
+    pub rows: usize,
+    pub width: usize,
+    pub tokens: usize,
+    /// [N*S] u32: the packed token at each padded slot.
+    pub padded: Tensor,
+    /// [T] u32: the padded slot n*S + s of each packed token.
+    pub packed: Tensor,
+    /// [N, 1, 1, S]: 0 for real keys, -1e9 for padding.
     pub key_bias: Tensor,
-    pub inv_count: Tensor,
+    /// [T] u32: the row of each token, and [T, 1] its weight 1/len(row) in the row's mean.
+    pub token_row: Tensor,
+    pub token_weight: Tensor,
 }
 
-impl Masks {
-    pub fn from_lengths(lengths: &[usize], width: usize, dtype: DType, device: &Device) -> Result<Self> {
-        let n = lengths.len();
-        let mut mask = vec![0f32; n * width];
+impl Packing {
+    pub fn from_lengths(lengths: &[usize], dtype: DType, device: &Device) -> Result<Self> {
+        let rows = lengths.len();
+        let width = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let tokens: usize = lengths.iter().sum();
+        let (mut padded, mut packed) = (Vec::with_capacity(rows * width), Vec::with_capacity(tokens));
+        let (mut bias, mut token_row, mut token_weight) = (vec![0f32; rows * width], Vec::new(), Vec::new());
+        let mut first = 0u32;
         for (row, &len) in lengths.iter().enumerate() {
-            mask[row * width..row * width + len].fill(1.0);
+            for slot in 0..width {
+                let real = slot < len;
+                padded.push(if real { first + slot as u32 } else { first.min(tokens.saturating_sub(1) as u32) });
+                if real {
+                    packed.push((row * width + slot) as u32);
+                    token_row.push(row as u32);
+                    token_weight.push(1.0 / len as f32);
+                } else {
+                    bias[row * width + slot] = -1e9;
+                }
+            }
+            first += len as u32;
         }
-        let bias: Vec<f32> = mask.iter().map(|m| (m - 1.0) * 1e9).collect();
-        let inv: Vec<f32> = lengths.iter().map(|&l| 1.0 / l.max(1) as f32).collect();
         Ok(Self {
-            mask: Tensor::from_vec(mask, (n, width, 1), device)?.to_dtype(dtype)?,
-            key_bias: Tensor::from_vec(bias, (n, 1, 1, width), device)?.to_dtype(dtype)?,
-            inv_count: Tensor::from_vec(inv, (n, 1), device)?.to_dtype(dtype)?,
+            rows,
+            width,
+            tokens,
+            padded: Tensor::from_vec(padded, rows * width, device)?,
+            packed: Tensor::from_vec(packed, tokens, device)?,
+            key_bias: Tensor::from_vec(bias, (rows, 1, 1, width), device)?.to_dtype(dtype)?,
+            token_row: Tensor::from_vec(token_row, tokens, device)?,
+            token_weight: Tensor::from_vec(token_weight, (tokens, 1), device)?.to_dtype(dtype)?,
         })
     }
 }
 
-/// Code sets padded to a common width: `ids` [N, L] and their masks.
+/// Code sets as packed token ids `ids` [T] (set after set, no padding) and their packing.
 #[derive(Debug, Clone)]
 pub struct CodeSets {
     pub ids: Tensor,
-    pub masks: Masks,
+    pub packing: Packing,
 }
 
 impl CodeSets {
-    /// One row per set; the width is the longest set (at least 1).
     pub fn new<'a>(
         sets: impl ExactSizeIterator<Item = &'a [u32]> + Clone,
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let n = sets.len();
-        let width = sets.clone().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![PAD; n * width];
-        let mut lengths = Vec::with_capacity(n);
-        for (row, set) in sets.enumerate() {
-            ids[row * width..row * width + set.len()].copy_from_slice(set);
-            lengths.push(set.len());
-        }
-        Ok(Self {
-            ids: Tensor::from_vec(ids, (n, width), device)?,
-            masks: Masks::from_lengths(&lengths, width, dtype, device)?,
-        })
+        let lengths: Vec<usize> = sets.clone().map(<[u32]>::len).collect();
+        let ids: Vec<u32> = sets.flat_map(|s| s.iter().copied()).collect();
+        let n = ids.len();
+        Ok(Self { ids: Tensor::from_vec(ids, n, device)?, packing: Packing::from_lengths(&lengths, dtype, device)? })
     }
 }
 
-/// A batch padded to its own longest history (V). Only the non-empty code sets of real visits go
-/// through the set encoders (each stream padded to its own widest set); `slot_rows` then places their
-/// pooled vectors into the [3B, V, d] visit streams, so padded slots and empty sets cost nothing.
+/// A batch. Only the non-empty code sets of real visits go through the set encoders, packed without
+/// padding; `slot_rows` then places their pooled vectors into the three visit streams (packed too),
+/// so padded slots and empty sets cost nothing.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub size: usize,
-    pub visits: usize,
     /// The non-empty diagnosis sets of all real visits, record by record.
     pub diagnoses: CodeSets,
     pub procedures: CodeSets,
     /// The non-empty medication sets of the visits before each target (the model's history).
     pub medications: CodeSets,
-    /// [3*B*V] u32: for slot t of record b in stream s (0 diagnoses, 1 procedures, 2 medications),
-    /// entry (s*B + b)*V + t is its row in the table [pooled diagnoses; pooled procedures; pooled
-    /// medications; B profile prompts; one zero row]. Medication slot 0 is the prompt; slot t >= 1
-    /// holds visit t-1's drugs; padded slots and empty sets point at the zero row.
+    /// [T] u32, the visit tokens of the three streams (diagnoses of records 0..B, then procedures,
+    /// then medications; each record's visits in order): the row of each in the table [pooled
+    /// diagnoses; pooled procedures; pooled medications; B profile prompts; one zero row].
+    /// Medication slot 0 is the prompt; slot t >= 1 holds visit t-1's drugs; empty sets point at
+    /// the zero row.
     pub slot_rows: Tensor,
-    /// Visit masks of the three streams stacked: rows [diag b=0..B, proc ..., med ...], [3B, V, 1].
-    pub visit_masks: Masks,
+    /// Packing of the 3B visit streams (each as long as its record's history).
+    pub visit_packing: Packing,
     /// [B, F] profile value indices.
     pub profile: Tensor,
     /// [B, M] multi-hot targets.
@@ -245,7 +266,6 @@ pub struct Batch {
 impl Batch {
     pub fn new(records: &[&EncodedRecord], num_medications: usize, dtype: DType, device: &Device) -> Result<Self> {
         let b = records.len();
-        let v = records.iter().map(|r| r.diagnoses.len()).max().unwrap_or(1).max(1);
         let streams: [Vec<&Vec<Vec<u32>>>; 3] = [
             records.iter().map(|r| &r.diagnoses).collect(),
             records.iter().map(|r| &r.procedures).collect(),
@@ -254,18 +274,18 @@ impl Batch {
         let sets = |s: usize| streams[s].iter().flat_map(|visits| visits.iter()).filter(|set| !set.is_empty());
         let prompts: usize = (0..3).map(|s| sets(s).count()).sum();
         let zero = (prompts + b) as u32;
-        let mut slot_rows = vec![zero; 3 * b * v];
+        let mut slot_rows = Vec::new();
         let mut next = 0u32;
         for (s, stream) in streams.iter().enumerate() {
-            // Medication slot t holds visit t-1's set.
-            let shift = (s == 2) as usize;
-            for (row, visits) in stream.iter().enumerate() {
-                let base = (s * b + row) * v;
+            for (row, (record, visits)) in records.iter().zip(stream).enumerate() {
+                // Medication slot t holds visit t-1's set, slot 0 the profile prompt.
+                let (shift, start) = ((s == 2) as usize, slot_rows.len());
+                slot_rows.resize(start + record.diagnoses.len(), zero);
                 if s == 2 {
-                    slot_rows[base] = (prompts + row) as u32;
+                    slot_rows[start] = (prompts + row) as u32;
                 }
                 for (t, _) in visits.iter().enumerate().filter(|(_, set)| !set.is_empty()) {
-                    slot_rows[base + t + shift] = next;
+                    slot_rows[start + t + shift] = next;
                     next += 1;
                 }
             }
@@ -287,12 +307,11 @@ impl Batch {
         };
         Ok(Self {
             size: b,
-            visits: v,
             diagnoses: code_sets(0)?,
             procedures: code_sets(1)?,
             medications: code_sets(2)?,
-            slot_rows: Tensor::from_vec(slot_rows, 3 * b * v, device)?,
-            visit_masks: Masks::from_lengths(&stacked, v, dtype, device)?,
+            slot_rows: Tensor::from_vec(slot_rows.clone(), slot_rows.len(), device)?,
+            visit_packing: Packing::from_lengths(&stacked, dtype, device)?,
             profile: Tensor::from_vec(profile, (b, fields), device)?,
             labels: Tensor::from_vec(labels, (b, num_medications), device)?.to_dtype(dtype)?,
             target_medications: CodeSets::new(targets.iter().map(Vec::as_slice), dtype, device)?,
@@ -309,21 +328,29 @@ mod tests {
         EncodedRecord { subject_id: 1, diagnoses, procedures, prior_medications, profile: vec![0], labels: vec![] }
     }
 
-    /// Packing by hand: record A has 2 visits, record B 1 visit, so V = 2 and B = 2.
+    /// Packing by hand: record A has 2 visits, record B 1 visit (B = 2).
     /// Non-empty diagnosis sets: A0, A1, B0 → rows 0, 1, 2. Procedure sets: A1 only (A0 and B0 are
     /// empty) → row 3. Medication history: A's visit 0 → row 4. Prompts: rows 5 (A) and 6 (B); zero
-    /// row 7. Slots (s*B + b)*V + t: diag A [0, 1], diag B [2, pad→7], proc A [empty→7, 3],
-    /// proc B [7, 7], med A [prompt 5, A's visit 0 → 4], med B [prompt 6, pad→7].
+    /// row 7. Visit tokens, stream by stream and record by record: diag A [0, 1], diag B [2],
+    /// proc A [empty→7, 3], proc B [7], med A [prompt 5, A's visit 0 → 4], med B [prompt 6].
     #[test]
     fn slot_rows_place_each_packed_set_in_its_visit_slot() {
         let a = record(vec![vec![5, 6], vec![7]], vec![vec![], vec![9, 10, 11]], vec![vec![1, 2]]);
         let b = record(vec![vec![8]], vec![vec![]], vec![]);
         let batch = Batch::new(&[&a, &b], 3, DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(batch.slot_rows.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 7, 7, 3, 7, 7, 5, 4, 6, 7]);
-        assert_eq!(batch.diagnoses.ids.to_vec2::<u32>().unwrap(), vec![vec![5, 6], vec![7, 0], vec![8, 0]]);
-        assert_eq!(batch.procedures.ids.to_vec2::<u32>().unwrap(), vec![vec![9, 10, 11]]);
-        assert_eq!(batch.medications.ids.to_vec2::<u32>().unwrap(), vec![vec![1, 2]]);
-        let visit_mask: Vec<f32> = batch.visit_masks.mask.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(visit_mask, vec![1., 1., 1., 0., 1., 1., 1., 0., 1., 1., 1., 0.]);
+        assert_eq!(batch.slot_rows.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 7, 3, 7, 5, 4, 6]);
+        assert_eq!(batch.diagnoses.ids.to_vec1::<u32>().unwrap(), vec![5, 6, 7, 8]);
+        assert_eq!(batch.procedures.ids.to_vec1::<u32>().unwrap(), vec![9, 10, 11]);
+        assert_eq!(batch.medications.ids.to_vec1::<u32>().unwrap(), vec![1, 2]);
+        // Visit streams of lengths [2, 1, 2, 1, 2, 1] in rows of width 2.
+        let p = &batch.visit_packing;
+        assert_eq!((p.rows, p.width, p.tokens), (6, 2, 9));
+        assert_eq!(p.packed.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 4, 5, 6, 8, 9, 10]);
+        assert_eq!(p.padded.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8]);
+        let bias: Vec<f32> = p.key_bias.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(bias, vec![0., 0., 0., -1e9, 0., 0., 0., -1e9, 0., 0., 0., -1e9]);
+        assert_eq!(p.token_row.to_vec1::<u32>().unwrap(), vec![0, 0, 1, 2, 2, 3, 4, 4, 5]);
+        let weights: Vec<f32> = p.token_weight.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(weights, vec![0.5, 0.5, 1.0, 0.5, 0.5, 1.0, 0.5, 0.5, 1.0]);
     }
 }

@@ -9,6 +9,9 @@ pub const DEFAULT: &str = include_str!("../../configs/student.toml");
 #[serde(deny_unknown_fields)]
 pub struct StudentConfig {
     pub seed: u64,
+    /// Worker threads of training and scoring; 0 = every available core (results do not depend on it).
+    #[serde(default)]
+    pub threads: usize,
     pub model: ModelDims,
     pub loss: LossConfig,
     pub train: TrainConfig,
@@ -45,6 +48,9 @@ pub struct LossConfig {
 pub struct TrainConfig {
     pub lr: f64,
     pub batch_size: usize,
+    /// Parts of each batch that run forward and backward on their own threads.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
     pub epochs: usize,
     pub patience: usize,
     pub eval_batch_size: usize,
@@ -74,6 +80,11 @@ impl Default for TeacherSection {
     }
 }
 
+/// Configs written before `train.shards` existed load with the default.
+fn default_shards() -> usize {
+    2
+}
+
 impl StudentConfig {
     /// The built-in defaults.
     pub fn default_config() -> Self {
@@ -93,6 +104,7 @@ impl StudentConfig {
         );
         anyhow::ensure!(self.loss.temperature > 0.0, "loss.temperature must be positive");
         anyhow::ensure!(self.train.batch_size > 0 && self.train.eval_batch_size > 0, "batch sizes must be positive");
+        anyhow::ensure!(self.train.shards > 0, "train.shards must be positive");
         anyhow::ensure!(self.predict.batch_size > 0 && self.predict.read_chunk > 0, "predict sizes must be positive");
         Ok(())
     }

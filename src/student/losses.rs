@@ -52,6 +52,14 @@ pub struct Losses {
     pub align: Option<Tensor>,
 }
 
+/// The parts of the losses of one batch: BCE and KD are means over its records; the alignment,
+/// which contrasts every record with the others, is left as its two inputs [B, d].
+pub struct Terms {
+    pub bce: Tensor,
+    pub kd: Option<Tensor>,
+    pub align_pair: Option<(Tensor, Tensor)>,
+}
+
 /// Parameters used only in training: the KD projector (2d → H) and the two alignment projections.
 pub struct TrainingHeads {
     kd_projector: Option<Linear>,
@@ -69,7 +77,34 @@ impl TrainingHeads {
         })
     }
 
-    /// Total = BCE + α·KD + β·align. KD is computed when `teacher` is given; alignment when β > 0.
+    /// The per-record parts of the losses of `batch`: BCE and KD (means over the batch) and the two
+    /// projections the alignment compares. KD is computed when `teacher` is given; the projections
+    /// when β > 0.
+    pub fn terms(
+        &self,
+        model: &Leader,
+        out: &Output,
+        batch: &Batch,
+        teacher: Option<&Tensor>,
+        cfg: &LossConfig,
+        drop: &mut Dropout,
+    ) -> Result<Terms> {
+        let bce = bce_with_logits(&out.logits, &batch.labels)?;
+        let kd = match (teacher, &self.kd_projector) {
+            (Some(t), Some(projector)) => Some(feature_kd(&projector.forward(&out.hidden)?, t)?),
+            (Some(_), None) => candle_core::bail!("a teacher target was given but the model has no KD projector"),
+            _ => None,
+        };
+        let align_pair = if cfg.beta > 0.0 {
+            let meds = model.encode_medication_sets(&batch.target_medications, drop)?;
+            Some((self.align_medications.forward(&meds)?, self.align_profile.forward(&out.profile_prompt)?))
+        } else {
+            None
+        };
+        Ok(Terms { bce, kd, align_pair })
+    }
+
+    /// Total = BCE + α·KD + β·align over one batch (the training step computes the same over shards).
     pub fn losses(
         &self,
         model: &Leader,
@@ -79,69 +114,15 @@ impl TrainingHeads {
         cfg: &LossConfig,
         drop: &mut Dropout,
     ) -> Result<Losses> {
-        let bce = bce_with_logits(&out.logits, &batch.labels)?;
+        let Terms { bce, kd, align_pair } = self.terms(model, out, batch, teacher, cfg, drop)?;
+        let align = align_pair.map(|(x, y)| alignment(&x, &y, cfg.temperature, cfg.exclude_positive)).transpose()?;
         let mut total = bce.clone();
-        let kd = match (teacher, &self.kd_projector) {
-            (Some(t), Some(projector)) => Some(feature_kd(&projector.forward(&out.hidden)?, t)?),
-            (Some(_), None) => candle_core::bail!("a teacher target was given but the model has no KD projector"),
-            _ => None,
-        };
         if let Some(kd) = &kd {
             total = (total + (kd * cfg.alpha)?)?;
         }
-        let align = if cfg.beta > 0.0 {
-            let meds = model.encode_medication_sets(&batch.target_medications, drop)?;
-            let x = self.align_medications.forward(&meds)?;
-            let y = self.align_profile.forward(&out.profile_prompt)?;
-            Some(alignment(&x, &y, cfg.temperature, cfg.exclude_positive)?)
-        } else {
-            None
-        };
         if let Some(align) = &align {
             total = (total + (align * cfg.beta)?)?;
         }
         Ok(Losses { total, bce, kd, align })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    /// BCE by hand: x = [2, -1], y = [1, 0]: (log(1+e^-2) + log(1+e^-1)) / 2.
-    #[test]
-    fn bce_matches_hand_values() {
-        let x = Tensor::new(&[[2.0f64, -1.0]], &Device::Cpu).unwrap();
-        let y = Tensor::new(&[[1.0f64, 0.0]], &Device::Cpu).unwrap();
-        let got = bce_with_logits(&x, &y).unwrap().to_scalar::<f64>().unwrap();
-        let expect = ((1.0 + (-2f64).exp()).ln() + (1.0 + (-1f64).exp()).ln()) / 2.0;
-        assert!((got - expect).abs() < 1e-12, "{got} vs {expect}");
-    }
-
-    /// The alignment loss against a direct per-element evaluation of both formulas.
-    #[test]
-    fn alignment_matches_direct_formulas() {
-        let xs = [[1.0f64, 0.2, -0.3], [0.1, -1.0, 0.4], [0.5, 0.5, 0.5]];
-        let ys = [[0.9f64, 0.1, -0.2], [-0.3, 0.8, 0.1], [0.2, -0.4, 1.0]];
-        let x = Tensor::new(&xs, &Device::Cpu).unwrap();
-        let y = Tensor::new(&ys, &Device::Cpu).unwrap();
-        let cos = |a: &[f64; 3], b: &[f64; 3]| {
-            let dot: f64 = a.iter().zip(b).map(|(p, q)| p * q).sum();
-            dot / (a.iter().map(|p| p * p).sum::<f64>().sqrt() * b.iter().map(|p| p * p).sum::<f64>().sqrt())
-        };
-        let tau = 0.5;
-        for exclude in [false, true] {
-            let mut total = 0.0;
-            for j in 0..3 {
-                let pos = cos(&xs[j], &ys[j]) / tau;
-                let keep = |a: usize| !(exclude && a == j);
-                let col: f64 = (0..3).filter(|&a| keep(a)).map(|a| (cos(&xs[a], &ys[j]) / tau).exp()).sum();
-                let row: f64 = (0..3).filter(|&a| keep(a)).map(|a| (cos(&xs[j], &ys[a]) / tau).exp()).sum();
-                total += -(pos - col.ln()) - (pos - row.ln());
-            }
-            let got = alignment(&x, &y, tau, exclude).unwrap().to_scalar::<f64>().unwrap();
-            assert!((got - total / 3.0).abs() < 1e-10, "exclude={exclude}: {got} vs {}", total / 3.0);
-        }
     }
 }

@@ -8,4 +8,5 @@ pub mod kd;
 pub mod losses;
 pub mod model;
 pub mod predict;
+pub mod step;
 pub mod train;

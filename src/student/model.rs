@@ -1,13 +1,13 @@
 //! The LEADER(S) network (reference doc §4): a shared code embedding, three set encoders pooled per
 //! visit, a profile prompt in the medication stream's first slot, one shared visit encoder and an MLP
-//! over the three pooled histories. Training (and `Dropout::off`, used by the gradient checks) runs
-//! only differentiable ops (slow layer norm, `softmax` over the last dim); `Dropout::scoring` swaps in
-//! candle's fused, backward-less softmax and layer norm, which compute the same values faster.
+//! over the three pooled histories. GELU, layer norm and softmax are the fused differentiable ops
+//! of [`crate::nn::ops`], so training and scoring run one code path.
 
-use super::batch::{Batch, CodeSets, Masks};
+use super::batch::{Batch, CodeSets, Packing};
 use super::config::ModelDims;
+use crate::nn::ops;
 use crate::nn::rng::TensorRng;
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
 
 /// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
@@ -20,27 +20,20 @@ pub fn torch_linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -
     Ok(Linear::new(weight, bias))
 }
 
-/// How a forward pass runs: dropout is active only when it holds a random stream (training); `fused`
-/// allows ops without a backward pass (scoring only).
+/// Dropout of a forward pass: active only when it holds a random stream (training).
 pub struct Dropout<'a> {
     rng: Option<&'a mut TensorRng>,
-    fused: bool,
 }
 
 impl<'a> Dropout<'a> {
-    /// No dropout, differentiable ops (gradient checks).
+    /// No dropout (scoring, gradient checks).
     pub fn off() -> Self {
-        Self { rng: None, fused: false }
+        Self { rng: None }
     }
 
-    /// Training: dropout drawn from `rng`, differentiable ops.
+    /// Training: dropout drawn from `rng`.
     pub fn on(rng: &'a mut TensorRng) -> Self {
-        Self { rng: Some(rng), fused: false }
-    }
-
-    /// Scoring: no dropout, fused softmax and layer norm (no gradients flow through them).
-    pub fn scoring() -> Self {
-        Self { rng: None, fused: true }
+        Self { rng: Some(rng) }
     }
 
     fn apply(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
@@ -49,37 +42,24 @@ impl<'a> Dropout<'a> {
             None => Ok(x.clone()),
         }
     }
-
-    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fused {
-            candle_nn::ops::softmax_last_dim(x)
-        } else {
-            candle_nn::ops::softmax(x, D::Minus1)
-        }
-    }
 }
 
-/// Affine layer norm: `layer_norm_slow` where gradients may flow (candle's fused one has no backward).
+/// Affine layer norm over the last dim.
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
-    eps: f32,
+    eps: f64,
 }
 
 impl LayerNorm {
     pub fn new(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
         let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias, eps: eps as f32 })
+        Ok(Self { weight, bias, eps })
     }
 
-    pub fn forward(&self, x: &Tensor, drop: &Dropout) -> Result<Tensor> {
-        // candle's fused layer norm has no f64 kernel on the CPU.
-        if drop.fused && x.dtype() != DType::F64 {
-            candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-        } else {
-            candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps)
-        }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -100,6 +80,16 @@ fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.reshape((rows, k))?.matmul(&weight.t()?)?.reshape(dims)
 }
 
+/// `layer` applied to `x` [.., k] as one 2-D matmul: candle's `Linear` broadcasts its weight over
+/// the leading dims of a 3-D input and runs one small matmul per set (and as many in backward).
+fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    let y = project(x, layer.weight())?;
+    match layer.bias() {
+        Some(bias) => ops::add_bias(&y, bias),
+        None => Ok(y),
+    }
+}
+
 impl Attention {
     pub fn new(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
         Ok(Self {
@@ -111,19 +101,20 @@ impl Attention {
         })
     }
 
-    /// `x` [N, S, d], `key_bias` [N, 1, 1, S].
-    pub fn forward(&self, x: &Tensor, key_bias: &Tensor, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
-        let (n, s, d) = x.dims3()?;
+    /// `x` [T, d], the packed tokens of `packing`'s rows; each token attends to its own row.
+    pub fn forward(&self, x: &Tensor, packing: &Packing, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
+        let (n, s, d) = (packing.rows, packing.width, x.dim(1)?);
         let dk = d / self.heads;
-        // Q, K and V in one matmul and one copy into [3, N, heads, S, dk]; the parameters stay three
-        // (same names, same initial draws).
+        // Q, K and V in one matmul on the packed tokens and one copy into [3, N, heads, S, dk]; the
+        // parameters stay three (same names, same initial draws).
         let w = Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?;
-        let qkv = project(x, &w)?.reshape((n, s, 3, self.heads, dk))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let qkv = project(x, &w)?.index_select(&packing.padded, 0)?;
+        let qkv = qkv.reshape((n, s, 3, self.heads, dk))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = (q.matmul(&k.t()?)? / (dk as f64).sqrt())?.broadcast_add(key_bias)?;
-        let probs = drop.apply(&drop.softmax(&scores)?, p_drop)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n, s, d))?;
-        self.out.forward(&ctx)
+        let scores = (q.matmul(&k.t()?)? / (dk as f64).sqrt())?.broadcast_add(&packing.key_bias)?;
+        let probs = drop.apply(&ops::softmax_last_dim(&scores)?, p_drop)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n * s, d))?.index_select(&packing.packed, 0)?;
+        linear(&ctx, &self.out)
     }
 }
 
@@ -152,18 +143,20 @@ impl TransformerBlock {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, key_bias: &Tensor, drop: &mut Dropout) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.ln1.forward(x, drop)?, key_bias, self.p_attention, drop)?;
+    /// `x` [T, d], the packed tokens of `packing`'s rows.
+    pub fn forward(&self, x: &Tensor, packing: &Packing, drop: &mut Dropout) -> Result<Tensor> {
+        let attended = self.attention.forward(&self.ln1.forward(x)?, packing, self.p_attention, drop)?;
         let x = (x + drop.apply(&attended, self.p_hidden)?)?;
-        let inner = drop.apply(&self.ffn_in.forward(&self.ln2.forward(&x, drop)?)?.gelu()?, self.p_hidden)?;
-        let x = (&x + drop.apply(&self.ffn_out.forward(&inner)?, self.p_hidden)?)?;
+        let inner = drop.apply(&ops::gelu(&linear(&self.ln2.forward(&x)?, &self.ffn_in)?)?, self.p_hidden)?;
+        let x = (&x + drop.apply(&linear(&inner, &self.ffn_out)?, self.p_hidden)?)?;
         drop.apply(&x, self.p_hidden)
     }
 }
 
-/// Mean over the valid rows of `x` [N, S, d] → [N, d]; all-padding rows give zeros.
-pub fn masked_mean(x: &Tensor, masks: &Masks) -> Result<Tensor> {
-    x.broadcast_mul(&masks.mask)?.sum(1)?.broadcast_mul(&masks.inv_count)
+/// The mean of each row's tokens, `x` [T, d] → [N, d]; empty rows give zeros.
+pub fn row_means(x: &Tensor, packing: &Packing) -> Result<Tensor> {
+    let weighted = x.broadcast_mul(&packing.token_weight)?;
+    Tensor::zeros((packing.rows, x.dim(1)?), x.dtype(), x.device())?.index_add(&packing.token_row, &weighted, 0)
 }
 
 /// Profile encoder: one embedding per field, concatenated and projected to d by the medication head
@@ -245,8 +238,11 @@ impl Leader {
     }
 
     fn encode_sets(&self, block: &TransformerBlock, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
-        let x = block.forward(&self.codes.forward(&sets.ids)?, &sets.masks.key_bias, drop)?;
-        masked_mean(&x, &sets.masks)
+        if sets.packing.tokens == 0 {
+            return Tensor::zeros((sets.packing.rows, self.d), self.codes.embeddings().dtype(), sets.ids.device());
+        }
+        let x = block.forward(&self.codes.forward(&sets.ids)?, &sets.packing, drop)?;
+        row_means(&x, &sets.packing)
     }
 
     /// Encodes medication sets with the medication set encoder ([N, d]); the alignment loss uses it
@@ -256,7 +252,7 @@ impl Leader {
     }
 
     pub fn forward(&self, batch: &Batch, drop: &mut Dropout) -> Result<Output> {
-        let (b, v, d) = (batch.size, batch.visits, self.d);
+        let (b, d) = (batch.size, self.d);
         // Pooled vectors of the batch's non-empty sets, then the profile prompts and a zero row;
         // `slot_rows` places them into the three visit streams (see `Batch`).
         let mut table = Vec::with_capacity(5);
@@ -265,17 +261,17 @@ impl Leader {
             (&self.procedure_set, &batch.procedures),
             (&self.medication_set, &batch.medications),
         ] {
-            if sets.ids.dim(0)? > 0 {
+            if sets.packing.rows > 0 {
                 table.push(self.encode_sets(block, sets, drop)?);
             }
         }
         let prompt = self.profile.forward(&batch.profile)?;
         table.push(prompt.clone());
         table.push(Tensor::zeros((1, d), prompt.dtype(), prompt.device())?);
-        // One shared visit encoder over the three streams at once: [3B, V, d].
-        let streams = Tensor::cat(&table, 0)?.index_select(&batch.slot_rows, 0)?.reshape((3 * b, v, d))?;
-        let encoded = self.visit.forward(&streams, &batch.visit_masks.key_bias, drop)?;
-        let pooled = masked_mean(&encoded, &batch.visit_masks)?;
+        // One shared visit encoder over the three streams at once (3B rows, packed).
+        let streams = Tensor::cat(&table, 0)?.index_select(&batch.slot_rows, 0)?;
+        let encoded = self.visit.forward(&streams, &batch.visit_packing, drop)?;
+        let pooled = row_means(&encoded, &batch.visit_packing)?;
         let patient = Tensor::cat(&[pooled.narrow(0, 0, b)?, pooled.narrow(0, b, b)?, pooled.narrow(0, 2 * b, b)?], 1)?;
         let hidden = self.head_hidden.forward(&patient.relu()?)?;
         let logits = self.head_out.forward(&hidden.relu()?)?;

@@ -8,6 +8,7 @@ use super::model::{Dropout, Leader};
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::io::JsonLines;
+use crate::nn::parallel;
 use crate::predict::{PredictArgs, PredictionSink};
 use crate::progress;
 use anyhow::{bail, ensure, Context, Result};
@@ -16,12 +17,13 @@ use candle_nn::ops::sigmoid;
 use std::path::Path;
 
 /// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
-/// batches of `batch_size`; padding never changes a record's output.
+/// batches of `batch_size`, spread over `threads`; padding never changes a record's output.
 pub fn probabilities(
     model: &Leader,
     records: &[&EncodedRecord],
     num_medications: usize,
     batch_size: usize,
+    threads: usize,
 ) -> Result<Vec<f32>> {
     let size = |r: &EncodedRecord| {
         let widest =
@@ -30,14 +32,17 @@ pub fn probabilities(
     };
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by_key(|&i| size(records[i]));
-    let mut out = vec![0f32; records.len() * num_medications];
-    for chunk in order.chunks(batch_size.max(1)) {
+    let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let scored = parallel::map(batches, threads, |chunk| {
         let batch_records: Vec<&EncodedRecord> = chunk.iter().map(|&i| records[i]).collect();
         let batch = Batch::new(&batch_records, num_medications, DType::F32, &Device::Cpu)?;
-        let logits = model.forward(&batch, &mut Dropout::scoring())?.logits;
-        let probs = sigmoid(&logits)?.to_vec2::<f32>()?;
-        for (&i, row) in chunk.iter().zip(probs) {
-            out[i * num_medications..(i + 1) * num_medications].copy_from_slice(&row);
+        let logits = model.forward(&batch, &mut Dropout::off())?.logits;
+        Ok((chunk, sigmoid(&logits)?.flatten_all()?.to_vec1::<f32>()?))
+    })?;
+    let mut out = vec![0f32; records.len() * num_medications];
+    for (chunk, probs) in scored {
+        for (&i, row) in chunk.iter().zip(probs.chunks_exact(num_medications.max(1))) {
+            out[i * num_medications..(i + 1) * num_medications].copy_from_slice(row);
         }
     }
     Ok(out)
@@ -80,6 +85,7 @@ pub fn run(args: &PredictArgs) -> Result<usize> {
     let records_path = args.records_path()?;
     let vocab_checked = check_vocabulary(args, &records_path, &student)?;
     let batch_size = args.batch_size.unwrap_or(cfg.predict.batch_size);
+    let threads = parallel::threads(cfg.threads);
     let codes = CodeVocab::new(&student.vocab);
     let m = student.info.shape.num_medications;
     let mut sink = PredictionSink::create(args, &student.vocab)?;
@@ -99,7 +105,7 @@ pub fn run(args: &PredictArgs) -> Result<usize> {
             break;
         }
         let refs: Vec<&EncodedRecord> = chunk.iter().collect();
-        let probs = probabilities(&student.model, &refs, m, batch_size)?;
+        let probs = probabilities(&student.model, &refs, m, batch_size, threads)?;
         for (r, p) in chunk.iter().zip(probs.chunks(m)) {
             sink.write(r.subject_id, p)?;
         }

@@ -2,17 +2,19 @@
 //! the teacher itself run online on each batch): Adam, early stopping on validation PRAUC, a checkpoint
 //! per epoch and bit-identical `--resume`.
 
-use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
+use super::batch::{CodeVocab, EncodeStats, EncodedRecord};
 use super::checkpoint::{self, RunInfo, TrainState};
 use super::config::{StudentConfig, TeacherSection, DEFAULT};
 use super::kd::KdTarget;
 use super::losses::TrainingHeads;
-use super::model::{Dropout, Leader, ModelShape};
+use super::model::{Leader, ModelShape};
+use super::step::Trainer;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::{score_record, Threshold};
 use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::parallel;
 use crate::nn::params::SeededVarMap;
 use crate::nn::rng::TensorRng;
 use crate::progress;
@@ -260,7 +262,8 @@ pub fn validate(
     cfg: &StudentConfig,
 ) -> Result<(f64, f64, f64)> {
     let refs: Vec<&EncodedRecord> = records.iter().collect();
-    let probs = super::predict::probabilities(model, &refs, num_medications, cfg.train.eval_batch_size)?;
+    let threads = parallel::threads(cfg.threads);
+    let probs = super::predict::probabilities(model, &refs, num_medications, cfg.train.eval_batch_size, threads)?;
     let threshold = Threshold { value: cfg.train.threshold, inclusive: false };
     let mut sums = (0.0, 0.0, 0.0);
     for (r, p) in records.iter().zip(probs.chunks(num_medications.max(1))) {
@@ -355,31 +358,33 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let steps = order.len().div_ceil(cfg.train.batch_size);
         let bar = progress::bar(steps as u64, &format!("epoch {epoch}"));
         let mut sums = [0f64; 4];
+        let threads = parallel::threads(cfg.threads);
+        let trainer = Trainer {
+            model: &model,
+            heads: &heads,
+            teacher: &teacher,
+            loss: &cfg.loss,
+            vars: &vars,
+            num_medications: m,
+            dtype,
+            shards: cfg.train.shards,
+            threads,
+        };
         for (step, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
             let records: Vec<&EncodedRecord> = chunk.iter().map(|&i| &train_set[i]).collect();
-            let batch = Batch::new(&records, m, dtype, &device)?;
-            let mut rng = TensorRng::derive(cfg.seed, &[epoch as u64, step as u64]);
-            let mut drop = Dropout::on(&mut rng);
-            let out = model.forward(&batch, &mut drop)?;
-            let target = teacher.targets(&batch.subject_ids, dtype, &device)?;
-            let losses = heads.losses(&model, &out, &batch, target.as_ref(), &cfg.loss, &mut drop)?;
-            let total = losses.total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !total.is_finite() {
+            let dropout = |shard: usize| Some(TensorRng::derive(cfg.seed, &[epoch as u64, step as u64, shard as u64]));
+            let (losses, grads) = trainer.step(&records, dropout)?;
+            if !losses.total.is_finite() {
                 bail!(
-                    "epoch {epoch}, step {}: the loss is {total}; stopping. The last good checkpoint (after epoch {}) is kept in {}",
+                    "epoch {epoch}, step {}: the loss is {}; stopping. The last good checkpoint (after epoch {}) is kept in {}",
                     step + 1,
+                    losses.total,
                     state.epochs_done,
                     run.join(checkpoint::CHECKPOINT).display()
                 );
             }
-            opt.step(&losses.total.backward()?)?;
-            let scalar = |t: &Option<candle_core::Tensor>| -> Result<f64> {
-                Ok(match t {
-                    Some(t) => t.to_dtype(DType::F64)?.to_scalar::<f64>()?,
-                    None => 0.0,
-                })
-            };
-            let parts = [total, scalar(&Some(losses.bce))?, scalar(&losses.kd)?, scalar(&losses.align)?];
+            opt.step(&grads)?;
+            let parts = [losses.total, losses.bce, losses.kd.unwrap_or(0.0), losses.align.unwrap_or(0.0)];
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
             bar.set_message(format!("loss {:.4}", sums[0] / (step + 1) as f64));
             bar.inc(1);

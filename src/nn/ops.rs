@@ -1,0 +1,392 @@
+//! Fused CPU ops with a backward pass for the student: tanh-GELU, layer norm and softmax over the
+//! last dim. candle's own fused softmax and layer norm have no backward, and its differentiable
+//! versions (and its GELU backward, with two `powf` and a dozen temporaries) are chains of small
+//! ops that dominated the student's training profile. Each op here is one pass forward and one pass
+//! backward over contiguous rows, in f32 or f64 (the gradient checks run in f64).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+
+/// The element types the ops run in, with the math they need.
+trait Float: WithDType {
+    fn exp(self) -> Self;
+    fn sqrt(self) -> Self;
+}
+
+impl Float for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Float for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+/// The contiguous elements of a CPU tensor's storage.
+fn rows<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&T::cpu_storage_as_slice(storage)?[start..end]),
+        None => bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+/// Runs `$body` with `$t` bound to the element type of a floating-point storage.
+macro_rules! float_dispatch {
+    ($storage:expr, $op:expr, |$t:ident| $body:expr) => {
+        match $storage.dtype() {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => bail!("{}: expected f32 or f64, got {other:?}", $op),
+        }
+    };
+}
+
+/// The contiguous elements of a tensor (copied when it is a strided view).
+fn host<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_CUBIC: f64 = 0.044_715;
+
+/// tanh through one `exp` (glibc's `tanh` was a third of the training profile on its own).
+fn tanh<T: Float>(u: T) -> T {
+    let (one, two) = (T::from_f64(1.0), T::from_f64(2.0));
+    one - two / ((two * u).exp() + one)
+}
+
+/// The tanh-GELU's inner tanh at `x`.
+fn gelu_tanh<T: Float>(x: T) -> T {
+    tanh(T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_CUBIC) * x * x * x))
+}
+
+/// GELU, tanh approximation (BERT's and the reference's `gelu`):
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu)
+}
+
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "leader-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        float_dispatch!(storage, self.name(), |T| {
+            let x = rows::<T>(storage, layout, self.name())?;
+            let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
+            let y: Vec<T> = x.iter().map(|&v| half * v * (one + gelu_tanh(v))).collect();
+            Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
+        })
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad_res.contiguous()?, &GeluBackward)?))
+    }
+}
+
+/// `grad · gelu'(x)`, with `d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)`.
+struct GeluBackward;
+
+impl CustomOp2 for GeluBackward {
+    fn name(&self) -> &'static str {
+        "leader-gelu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        float_dispatch!(s1, self.name(), |T| {
+            let (x, g) = (rows::<T>(s1, l1, self.name())?, rows::<T>(s2, l2, self.name())?);
+            let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
+            let (c, c3) = (T::from_f64(SQRT_2_OVER_PI), T::from_f64(3.0 * GELU_CUBIC));
+            let dx: Vec<T> = x
+                .iter()
+                .zip(g)
+                .map(|(&v, &g)| {
+                    let t = gelu_tanh(v);
+                    g * (half * (one + t) + half * v * (one - t * t) * c * (one + c3 * v * v))
+                })
+                .collect();
+            Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
+        })
+    }
+}
+
+/// Softmax over the last dim, differentiable.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "leader-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let width = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        float_dispatch!(storage, self.name(), |T| {
+            let x = rows::<T>(storage, layout, self.name())?;
+            let mut y = vec![T::from_f64(0.0); x.len()];
+            for (row, out) in x.chunks_exact(width).zip(y.chunks_exact_mut(width)) {
+                let max = row.iter().fold(row[0], |m, &v| m.max(v));
+                let mut sum = T::from_f64(0.0);
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = (v - max).exp();
+                    sum += *o;
+                }
+                out.iter_mut().for_each(|o| *o /= sum);
+            }
+            Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
+        })
+    }
+
+    /// `dx = y ⊙ (g − Σ g⊙y)` per row.
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let width = res.dim(candle_core::D::Minus1)?.max(1);
+        let dx = match res.dtype() {
+            DType::F32 => Tensor::from_vec(softmax_backward::<f32>(res, grad_res, width)?, res.shape(), res.device()),
+            DType::F64 => Tensor::from_vec(softmax_backward::<f64>(res, grad_res, width)?, res.shape(), res.device()),
+            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
+        }?;
+        Ok(Some(dx))
+    }
+}
+
+fn softmax_backward<T: Float>(res: &Tensor, grad_res: &Tensor, width: usize) -> Result<Vec<T>> {
+    let (y, mut g) = (host::<T>(res)?, host::<T>(grad_res)?);
+    for (yr, gr) in y.chunks_exact(width).zip(g.chunks_exact_mut(width)) {
+        let dot = yr.iter().zip(gr.iter()).fold(T::from_f64(0.0), |acc, (&y, &g)| acc + y * g);
+        gr.iter_mut().zip(yr).for_each(|(g, &y)| *g = y * (*g - dot));
+    }
+    Ok(g)
+}
+
+/// `x` [.., n] plus `bias` [n] on every row; its backward sums the gradient's rows in one pass
+/// (candle's `broadcast_add` backward reduces over the leading dim with a slow strided sum).
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)
+}
+
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "leader-add-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        float_dispatch!(s1, self.name(), |T| {
+            let (x, b) = (rows::<T>(s1, l1, self.name())?, rows::<T>(s2, l2, self.name())?);
+            if l1.shape().dims().last() != Some(&b.len()) {
+                bail!("{}: bias of {} for rows of {:?}", self.name(), b.len(), l1.shape());
+            }
+            let mut y = x.to_vec();
+            for row in y.chunks_exact_mut(b.len().max(1)) {
+                row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
+            }
+            Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = bias.elem_count().max(1);
+        let db = match grad_res.dtype() {
+            DType::F32 => Tensor::from_vec(column_sums::<f32>(grad_res, n)?, bias.shape(), bias.device()),
+            DType::F64 => Tensor::from_vec(column_sums::<f64>(grad_res, n)?, bias.shape(), bias.device()),
+            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
+        }?;
+        Ok((Some(grad_res.clone()), Some(db)))
+    }
+}
+
+fn column_sums<T: Float>(t: &Tensor, width: usize) -> Result<Vec<T>> {
+    let mut sums = vec![T::from_f64(0.0); width];
+    for row in host::<T>(t)?.chunks_exact(width) {
+        sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+    }
+    Ok(sums)
+}
+
+/// Affine layer norm over the last dim (`weight`, `bias` [H]), differentiable in all three inputs.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(weight, bias, LayerNorm { eps })
+}
+
+struct LayerNorm {
+    eps: f64,
+}
+
+/// Mean and 1/σ of one row.
+fn moments<T: Float>(row: &[T], eps: T) -> (T, T) {
+    let n = T::from_f64(row.len() as f64);
+    let zero = T::from_f64(0.0);
+    let mean = row.iter().fold(zero, |acc, &v| acc + v) / n;
+    let var = row.iter().fold(zero, |acc, &v| acc + (v - mean) * (v - mean)) / n;
+    (mean, T::from_f64(1.0) / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "leader-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let width = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        float_dispatch!(s1, self.name(), |T| {
+            let x = rows::<T>(s1, l1, self.name())?;
+            let (w, b) = (rows::<T>(s2, l2, self.name())?, rows::<T>(s3, l3, self.name())?);
+            if w.len() != width || b.len() != width {
+                bail!("{}: weight and bias must have {width} elements", self.name());
+            }
+            let mut y = vec![T::from_f64(0.0); x.len()];
+            for (row, out) in x.chunks_exact(width).zip(y.chunks_exact_mut(width)) {
+                let (mean, inv_std) = moments(row, T::from_f64(self.eps));
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = (row[i] - mean) * inv_std * w[i] + b[i];
+                }
+            }
+            Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+        })
+    }
+
+    /// With x̂ = (x − μ)/σ and ĝ = g ⊙ w: `dx = (ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) / σ`, `dw = Σ g⊙x̂`,
+    /// `db = Σ g` (sums over rows).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, weight, grad_res)?,
+            DType::F64 => self.backward::<f64>(x, weight, grad_res)?,
+            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
+        };
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+impl LayerNorm {
+    fn backward<T: Float>(&self, x: &Tensor, weight: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let width = x.dim(candle_core::D::Minus1)?.max(1);
+        let (xs, w, g) = (host::<T>(x)?, host::<T>(weight)?, host::<T>(grad)?);
+        let (zero, n, eps) = (T::from_f64(0.0), T::from_f64(width as f64), T::from_f64(self.eps));
+        let mut dx = vec![zero; xs.len()];
+        let (mut dw, mut db, mut normed) = (vec![zero; width], vec![zero; width], vec![zero; width]);
+        for ((row, gr), out) in xs.chunks_exact(width).zip(g.chunks_exact(width)).zip(dx.chunks_exact_mut(width)) {
+            let (mean, inv_std) = moments(row, eps);
+            let (mut mean_gw, mut mean_gw_normed) = (zero, zero);
+            for i in 0..width {
+                normed[i] = (row[i] - mean) * inv_std;
+                let gw = gr[i] * w[i];
+                dw[i] += gr[i] * normed[i];
+                db[i] += gr[i];
+                mean_gw += gw;
+                mean_gw_normed += gw * normed[i];
+            }
+            mean_gw /= n;
+            mean_gw_normed /= n;
+            for i in 0..width {
+                out[i] = (gr[i] * w[i] - mean_gw - normed[i] * mean_gw_normed) * inv_std;
+            }
+        }
+        Ok((
+            Tensor::from_vec(dx, x.shape(), x.device())?,
+            Tensor::from_vec(dw, weight.shape(), x.device())?,
+            Tensor::from_vec(db, weight.shape(), x.device())?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck::{assert_close, check};
+    use candle_core::{Device, Var};
+
+    fn var(values: Vec<f64>, shape: &[usize]) -> Var {
+        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn spread(n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|i| ((i * 37 % 23) as f64 - 11.0) * scale).collect()
+    }
+
+    /// Each op's values equal candle's differentiable composition of plain ops.
+    #[test]
+    fn values_match_candle_compositions() {
+        let x = Tensor::from_vec(spread(24, 0.3), (2, 3, 4), &Device::Cpu).unwrap();
+        let diff =
+            |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(diff(&gelu(&x).unwrap(), &x.gelu().unwrap()) < 1e-12);
+        assert!(diff(&softmax_last_dim(&x).unwrap(), &candle_nn::ops::softmax(&x, 2).unwrap()) < 1e-12);
+        let (w, b) = (
+            Tensor::new(&[0.5f64, -1.0, 2.0, 1.5], &Device::Cpu).unwrap(),
+            Tensor::new(&[0.1f64, 0.0, -0.2, 0.3], &Device::Cpu).unwrap(),
+        );
+        let want = candle_nn::ops::layer_norm_slow(&x, &w, &b, 1e-5).unwrap();
+        assert!(diff(&layer_norm(&x, &w, &b, 1e-5).unwrap(), &want) < 1e-12);
+        assert!(diff(&add_bias(&x, &b).unwrap(), &x.broadcast_add(&b).unwrap()) < 1e-15);
+        // f32 takes the same path.
+        let x32 = x.to_dtype(DType::F32).unwrap();
+        let got = gelu(&x32).unwrap().to_dtype(DType::F64).unwrap();
+        assert!(diff(&got, &x.gelu().unwrap()) < 1e-6);
+    }
+
+    /// Gradients of every input against central differences, through a loss that weights each output
+    /// differently (a plain sum would hide errors that cancel across a row).
+    #[test]
+    fn gradients_match_finite_differences() {
+        let x = var(spread(24, 0.4), &[2, 3, 4]);
+        let w = var(vec![0.5, -1.0, 2.0, 1.5], &[4]);
+        let b = var(vec![0.1, 0.0, -0.2, 0.3], &[4]);
+        let weights = Tensor::from_vec(spread(24, 0.1), (2, 3, 4), &Device::Cpu).unwrap();
+        let weighted = |t: Tensor| (t * &weights)?.sum_all()?.sqr();
+        let vars = vec![("x".to_string(), x.clone()), ("w".to_string(), w.clone()), ("b".to_string(), b.clone())];
+        let reports =
+            check(&vars, || Ok(weighted(layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5)?)?), 1e-6, 24)
+                .unwrap();
+        assert_close(&reports, 1e-5).unwrap();
+        let bias_reports =
+            check(&vars[..2], || Ok(weighted(add_bias(x.as_tensor(), w.as_tensor())?)?), 1e-6, 24).unwrap();
+        assert_close(&bias_reports, 1e-6).unwrap();
+        let only_x = &vars[..1];
+        assert_close(&check(only_x, || Ok(weighted(gelu(x.as_tensor())?)?), 1e-6, 24).unwrap(), 1e-6).unwrap();
+        let softmax_reports = check(only_x, || Ok(weighted(softmax_last_dim(x.as_tensor())?)?), 1e-6, 24).unwrap();
+        assert_close(&softmax_reports, 1e-6).unwrap();
+    }
+}
