@@ -1,6 +1,8 @@
 //! File helpers shared by every stage: atomic writes (temp file or folder + rename), gzip-aware text
 //! readers, and JSON / JSON Lines readers whose errors name the file, line and column.
 
+pub mod parallel_lines;
+
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -3,14 +3,12 @@
 //! `leader eval`, which streams it through [`read_predictions`].
 
 use crate::eval::line_parser::parse_prediction_line;
+use crate::io::parallel_lines::read_lines_parallel;
 use crate::io::AtomicFile;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
@@ -52,20 +50,6 @@ impl PredictionWriter {
 /// Bytes handed to a worker at a time (whole lines; a longer line grows its chunk).
 const CHUNK_BYTES: usize = 4 << 20;
 
-/// A run of whole lines; `index` orders chunks in the file.
-struct Chunk {
-    index: usize,
-    bytes: Vec<u8>,
-}
-
-/// A chunk's results with line numbers relative to the chunk (0-based), and how many line ends it
-/// held; line numbers become absolute once the chunks are back in file order, so the reader need
-/// not count lines.
-struct ChunkOutput<T> {
-    line_ends: usize,
-    items: Vec<(usize, T)>,
-}
-
 /// Streams a predictions file (plain or `.gz`) on `threads` worker threads, validating every line:
 /// valid JSON of the prediction shape, exactly `num_medications` probabilities, each finite and in
 /// [0, 1]. `score(subject_id, probabilities)` runs on the workers; its results come back in file
@@ -92,107 +76,11 @@ where
     T: Send,
     F: Fn(u64, &[f32]) -> Result<T> + Sync,
 {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let failed = AtomicBool::new(false);
-    let threads = threads.max(1);
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2 * threads);
-    let chunk_rx = Mutex::new(chunk_rx);
-    let (done_tx, done_rx) = mpsc::channel();
-    let (mut results, read_result) = std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let (chunk_rx, done_tx, failed, score) = (&chunk_rx, done_tx.clone(), &failed, &score);
-            scope.spawn(move || loop {
-                let next = chunk_rx.lock().expect("no worker panicked").recv();
-                let Ok(chunk) = next else { break };
-                let result = parse_chunk(&chunk, num_medications, score);
-                failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                if done_tx.send((chunk.index, result)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(done_tx);
-        let read_result = send_chunks(&mut reader, path, chunk_bytes, &chunk_tx, &failed);
-        drop(chunk_tx);
-        (done_rx.into_iter().collect::<Vec<_>>(), read_result)
-    });
-    read_result?;
-    results.sort_by_key(|(index, _)| *index);
-    let (mut all, mut first_line) = (Vec::new(), 1);
-    for (_, result) in results {
-        match result {
-            Ok(out) => {
-                all.extend(out.items.into_iter().map(|(offset, t)| (first_line + offset, t)));
-                first_line += out.line_ends;
-            }
-            Err((offset, e)) => bail!("{}:{}: {e}", path.display(), first_line + offset),
-        }
-    }
-    Ok(all)
-}
-
-/// Reads `reader` in chunks cut at line ends and queues them, stopping early once a worker failed.
-fn send_chunks(
-    reader: &mut dyn Read,
-    path: &Path,
-    chunk_bytes: usize,
-    tx: &mpsc::SyncSender<Chunk>,
-    failed: &AtomicBool,
-) -> Result<()> {
-    let (mut carry, mut index) = (Vec::new(), 0usize);
-    loop {
-        if failed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let mut bytes = std::mem::take(&mut carry);
-        let got = (&mut *reader)
-            .take(chunk_bytes as u64)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if got > 0 {
-            match bytes.iter().rposition(|&b| b == b'\n') {
-                Some(cut) => carry = bytes.split_off(cut + 1),
-                None => {
-                    carry = bytes;
-                    continue;
-                }
-            }
-        }
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if tx.send(Chunk { index, bytes }).is_err() {
-            return Ok(());
-        }
-        index += 1;
-    }
-}
-
-/// Parses, validates and scores the lines of one chunk; an error carries its chunk-relative line.
-fn parse_chunk<T, F>(chunk: &Chunk, num_medications: usize, score: &F) -> Result<ChunkOutput<T>, (usize, anyhow::Error)>
-where
-    F: Fn(u64, &[f32]) -> Result<T>,
-{
-    let mut items = Vec::new();
-    let mut probs = Vec::with_capacity(num_medications);
-    let mut line_ends = 0;
-    for (offset, line) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
-        line_ends = offset;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let scored = parse_line(line, &mut probs)
-            .and_then(|id| validate(&probs, num_medications).map(|()| id))
-            .and_then(|id| score(id, &probs))
-            .map_err(|e| (offset, e))?;
-        items.push((offset, scored));
-    }
-    Ok(ChunkOutput { line_ends, items })
+    read_lines_parallel(path, threads, chunk_bytes, |probs: &mut Vec<f32>, line| {
+        let id = parse_line(line, probs)?;
+        validate(probs, num_medications)?;
+        score(id, probs)
+    })
 }
 
 /// The fast parser, or serde_json for lines it does not cover (and for its error message).

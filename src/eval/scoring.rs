@@ -5,6 +5,7 @@ use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::eval::ddi::{DdiCounter, MedSet, PairCounts};
 use crate::eval::metrics::{score_labels, RecordScores, Threshold};
+use crate::io::parallel_lines::read_lines_parallel;
 use anyhow::{anyhow, bail, Result};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -51,7 +52,8 @@ pub fn targets(records: &[Record], vocab: &Vocab) -> Result<Vec<Target>> {
     records.iter().map(|r| Target::from_record(r, &index)).collect()
 }
 
-/// The targets of a records file, streamed: visits are counted, not kept, and prompts are skipped.
+/// The targets of a records file, parsed on every core: visits are counted, not kept, and prompts
+/// are skipped.
 pub fn read_targets(path: &Path, vocab: &Vocab) -> Result<Vec<Target>> {
     #[derive(Deserialize)]
     struct TargetLine {
@@ -61,13 +63,12 @@ pub fn read_targets(path: &Path, vocab: &Vocab) -> Result<Vec<Target>> {
         labels: Vec<String>,
     }
     let index = vocab.medication_index();
-    crate::io::JsonLines::<TargetLine>::open(path)?
-        .map(|line| {
-            let (line_no, t) = line?;
-            Target::new(t.subject_id, t.visits, &t.labels, &index)
-                .map_err(|e| anyhow!("{}:{line_no}: {e}", path.display()))
-        })
-        .collect()
+    let threads = crate::nn::parallel::threads(0);
+    let parsed = read_lines_parallel(path, threads, 4 << 20, |_: &mut (), line| {
+        let t: TargetLine = serde_json::from_slice(line).map_err(|e| anyhow!("column {}: {e}", e.column()))?;
+        Target::new(t.subject_id, t.visits, &t.labels, &index)
+    })?;
+    Ok(parsed.into_iter().map(|(_, target)| target).collect())
 }
 
 /// Deserialises a JSON array as the number of its elements.

@@ -15,7 +15,7 @@ trait Float: WithDType {
 
 impl Float for f32 {
     fn exp(self) -> Self {
-        f32::exp(self)
+        exp_f32(self)
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)
@@ -29,6 +29,25 @@ impl Float for f64 {
     fn sqrt(self) -> Self {
         f64::sqrt(self)
     }
+}
+
+/// e^x in f32 without a libm call, so that loops over it vectorise (glibc's `expf` was a seventh
+/// of scoring time): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r from its Taylor series to r⁶ (relative
+/// error below 2e-7), 2^n written into the exponent bits. Inputs are clamped to [-87, 88], where
+/// e^x stays a normal f32.
+#[inline]
+fn exp_f32(x: f32) -> f32 {
+    // Adding 1.5·2^23 rounds to an integer held in the low mantissa bits.
+    const SHIFT: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_145_751_953_125;
+    const LN2_LO: f32 = 1.428_606_765_330_187e-6;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let poly = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let exponent = (shifted.to_bits() as i32 - SHIFT.to_bits() as i32 + 127) << 23;
+    poly * f32::from_bits(exponent as u32)
 }
 
 /// The contiguous elements of a CPU tensor's storage.
@@ -365,6 +384,20 @@ mod tests {
         let x32 = x.to_dtype(DType::F32).unwrap();
         let got = gelu(&x32).unwrap().to_dtype(DType::F64).unwrap();
         assert!(diff(&got, &x.gelu().unwrap()) < 1e-6);
+    }
+
+    #[test]
+    fn fast_exp_is_accurate_over_the_whole_range() {
+        let mut worst = 0f64;
+        for i in 0..=350_000 {
+            let x = -87.0 + i as f64 * 175.0 / 350_000.0;
+            let got = exp_f32(x as f32) as f64;
+            let want = (x as f32 as f64).exp();
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp_f32(-1000.0), exp_f32(-87.0));
+        assert!(exp_f32(1000.0).is_finite() && exp_f32(f32::NAN).is_nan());
     }
 
     /// Gradients of every input against central differences, through a loss that weights each output
