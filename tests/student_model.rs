@@ -7,7 +7,7 @@ use leader::nn::gradcheck;
 use leader::nn::params::SeededVarMap;
 use leader::student::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use leader::student::config::{LossConfig, ModelDims};
-use leader::student::losses::TrainingHeads;
+use leader::student::losses::{self, TrainingHeads};
 use leader::student::model::{Dropout, Leader, ModelShape};
 use student_support::*;
 
@@ -177,7 +177,8 @@ fn every_loss_matches_finite_differences() {
     for (name, cfg, expected) in cases {
         let loss = || -> anyhow::Result<Tensor> {
             let out = model.forward(&batch, &mut Dropout::off())?;
-            let l = heads.losses(&model, &out, &batch, Some(&teacher), &cfg, &mut Dropout::off())?;
+            let l =
+                losses::combine(heads.terms(&model, &out, &batch, Some(&teacher), &cfg, &mut Dropout::off())?, &cfg)?;
             // Isolate one loss: BCE alone, or the weighted extra term alone.
             Ok(match name {
                 "bce" => l.bce,
@@ -191,6 +192,61 @@ fn every_loss_matches_finite_differences() {
         gradcheck::assert_close(&with, 1e-5).unwrap_or_else(|e| panic!("{name}: {e}"));
         for r in without {
             assert!(r.max_analytic == 0.0 && r.max_abs_err < 1e-8, "{name}: {} should get no gradient: {r:?}", r.name);
+        }
+    }
+}
+
+/// The sharded training step (shards on their own threads, the alignment over the whole batch fed
+/// back into each shard's backward) gives the losses and gradients of one full-batch backward pass.
+#[test]
+fn sharded_step_equals_the_full_batch_gradient() {
+    use leader::student::kd::KdTarget;
+    use leader::student::step::Trainer;
+    let v = vocab(5, 16, 6);
+    let codes = CodeVocab::new(&v);
+    let dims = tiny_dims(0.0);
+    let records = random_records(3, 7, &v);
+    let encoded = encode_all(&codes, &records, &dims);
+    let refs: Vec<&EncodedRecord> = encoded.iter().collect();
+    let params = SeededVarMap::new(4);
+    let vb = params.var_builder(DType::F64, &Device::Cpu);
+    let model = Leader::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
+    let heads = TrainingHeads::new(vb.pp("train_heads"), 8, Some(3)).unwrap();
+    let vars = params.named_vars();
+    let hidden: Vec<f64> = (0..21).map(|i| ((i * 5 % 13) as f64 - 6.0) / 6.0).collect();
+    let rows = encoded.iter().enumerate().map(|(i, r)| (r.subject_id, i)).collect();
+    let teacher = KdTarget::Cache { hidden: Tensor::from_vec(hidden, (7, 3), &Device::Cpu).unwrap(), rows };
+    for exclude_positive in [false, true] {
+        let loss = LossConfig { alpha: 0.7, beta: 0.5, temperature: 0.8, exclude_positive };
+        // The full batch in one graph.
+        let batch = Batch::new(&refs, 5, DType::F64, &Device::Cpu).unwrap();
+        let out = model.forward(&batch, &mut Dropout::off()).unwrap();
+        let target = teacher.targets(&batch.subject_ids, DType::F64, &Device::Cpu).unwrap();
+        let terms = heads.terms(&model, &out, &batch, target.as_ref(), &loss, &mut Dropout::off()).unwrap();
+        let full = losses::combine(terms, &loss).unwrap();
+        let full_total = full.total.to_scalar::<f64>().unwrap();
+        let full_grads = full.total.backward().unwrap();
+        for (shards, threads) in [(1, 1), (3, 1), (3, 2), (7, 3)] {
+            let trainer = Trainer {
+                model: &model,
+                heads: &heads,
+                teacher: &teacher,
+                loss: &loss,
+                vars: &vars,
+                num_medications: 5,
+                dtype: DType::F64,
+                shards,
+                threads,
+            };
+            let (step_losses, grads) = trainer.step(&refs, |_| None).unwrap();
+            let total = step_losses.total;
+            assert!((total - full_total).abs() < 1e-12, "{shards} shards: {total} vs {full_total}");
+            for (name, var) in &vars {
+                let want = full_grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let got = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-12, "{shards} shards, {threads} threads, {name}: differs by {worst}");
+            }
         }
     }
 }

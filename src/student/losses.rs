@@ -103,26 +103,19 @@ impl TrainingHeads {
         };
         Ok(Terms { bce, kd, align_pair })
     }
+}
 
-    /// Total = BCE + α·KD + β·align over one batch (the training step computes the same over shards).
-    pub fn losses(
-        &self,
-        model: &Leader,
-        out: &Output,
-        batch: &Batch,
-        teacher: Option<&Tensor>,
-        cfg: &LossConfig,
-        drop: &mut Dropout,
-    ) -> Result<Losses> {
-        let Terms { bce, kd, align_pair } = self.terms(model, out, batch, teacher, cfg, drop)?;
-        let align = align_pair.map(|(x, y)| alignment(&x, &y, cfg.temperature, cfg.exclude_positive)).transpose()?;
-        let mut total = bce.clone();
-        if let Some(kd) = &kd {
-            total = (total + (kd * cfg.alpha)?)?;
-        }
-        if let Some(align) = &align {
-            total = (total + (align * cfg.beta)?)?;
-        }
-        Ok(Losses { total, bce, kd, align })
+/// Total = BCE + α·KD + β·align of one batch's [`Terms`] (the training step computes the same over
+/// shards, see `student::step`).
+pub fn combine(terms: Terms, cfg: &LossConfig) -> Result<Losses> {
+    let Terms { bce, kd, align_pair } = terms;
+    let align = align_pair.map(|(x, y)| alignment(&x, &y, cfg.temperature, cfg.exclude_positive)).transpose()?;
+    let mut total = bce.clone();
+    if let Some(kd) = &kd {
+        total = (total + (kd * cfg.alpha)?)?;
     }
+    if let Some(align) = &align {
+        total = (total + (align * cfg.beta)?)?;
+    }
+    Ok(Losses { total, bce, kd, align })
 }
