@@ -16,6 +16,7 @@ use crate::eval::resample::ResampleOptions;
 use crate::eval::scoring::{read_targets, Outcome, Scorer, Target};
 use crate::eval::table::{compare_table, group_table};
 use crate::io::require_file;
+use crate::nn::parallel::threads;
 use crate::progress::say;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
@@ -171,7 +172,7 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
     };
     let records_path = split_path(data_dir, &cfg.split)?;
     require_file(&records_path, &format!("the {} split's records", cfg.split))?;
-    let targets = read_targets(&records_path, &vocab)?;
+    let targets = read_targets(&records_path, &vocab, threads(cfg.threads))?;
     ensure!(!targets.is_empty(), "{}: no records to evaluate", records_path.display());
     let empty = targets.iter().filter(|t| t.labels.is_empty()).count();
     if empty > 0 {
@@ -191,7 +192,7 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
         Source::Baseline(Baseline::Frequency) => {
             let train_path = data_dir.join("train.jsonl");
             require_file(&train_path, "the training records the frequency baseline counts")?;
-            let frequency = label_frequency(&read_targets(&train_path, &vocab)?, m);
+            let frequency = label_frequency(&read_targets(&train_path, &vocab, threads(cfg.threads))?, m);
             let outcomes = targets.iter().map(|t| scorer.score(t, &frequency)).collect();
             (outcomes, format!("baseline:{}", Baseline::Frequency.name()))
         }
@@ -204,13 +205,6 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
         threshold.value
     ));
     Ok(build_report(&outcomes, threshold, scorer.has_ddi(), &cfg.resample, Some(kind_name)))
-}
-
-fn threads(configured: usize) -> usize {
-    match configured {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
 }
 
 /// `auto` becomes the kind in the predictions' sidecar config (student without one, and for

@@ -52,9 +52,9 @@ pub fn targets(records: &[Record], vocab: &Vocab) -> Result<Vec<Target>> {
     records.iter().map(|r| Target::from_record(r, &index)).collect()
 }
 
-/// The targets of a records file, parsed on every core: visits are counted, not kept, and prompts
-/// are skipped.
-pub fn read_targets(path: &Path, vocab: &Vocab) -> Result<Vec<Target>> {
+/// The targets of a records file, parsed on `threads` threads: visits are counted, not kept, and
+/// prompts are skipped.
+pub fn read_targets(path: &Path, vocab: &Vocab, threads: usize) -> Result<Vec<Target>> {
     #[derive(Deserialize)]
     struct TargetLine {
         subject_id: u64,
@@ -63,7 +63,6 @@ pub fn read_targets(path: &Path, vocab: &Vocab) -> Result<Vec<Target>> {
         labels: Vec<String>,
     }
     let index = vocab.medication_index();
-    let threads = crate::nn::parallel::threads(0);
     let parsed = read_lines_parallel(path, threads, 4 << 20, |_: &mut (), line| {
         let t: TargetLine = serde_json::from_slice(line).map_err(|e| anyhow!("column {}: {e}", e.column()))?;
         Target::new(t.subject_id, t.visits, &t.labels, &index)

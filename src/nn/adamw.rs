@@ -28,6 +28,8 @@ pub struct AdamW {
     v: Vec<Tensor>,
     step: u64,
     pub config: AdamWConfig,
+    /// Threads for the host update of CPU variables (0 = every core).
+    pub threads: usize,
 }
 
 impl AdamW {
@@ -36,7 +38,7 @@ impl AdamW {
         let zeros = |v: &Var| v.zeros_like()?.to_dtype(DType::F32);
         let m = vars.iter().map(|(_, v)| zeros(v)).collect::<Result<Vec<_>>>()?;
         let v = vars.iter().map(|(_, v)| zeros(v)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { vars, m, v, step: 0, config })
+        Ok(Self { vars, m, v, step: 0, config, threads: 0 })
     }
 
     pub fn steps_taken(&self) -> u64 {
@@ -100,7 +102,7 @@ impl AdamW {
             self.m[i] = m;
             self.v[i] = v;
         }
-        let threads = crate::nn::parallel::threads(0);
+        let threads = crate::nn::parallel::threads(self.threads);
         let updated = crate::nn::parallel::map(host, threads, |(i, g)| {
             let (m, v) = self.step_host(&self.vars[i].1, g, &self.m[i], &self.v[i], bias)?;
             Ok((i, m, v))

@@ -339,6 +339,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let heads = TrainingHeads::new(vb.pp("train_heads"), cfg.model.hidden, info.teacher_hidden)?;
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(cfg.train.lr))?;
+    opt.threads = cfg.threads;
     let (mut state, mut log) = if opts.resume {
         let (adam, state) = checkpoint::load_checkpoint(&vars, &run.join(checkpoint::CHECKPOINT))?;
         opt.load_state(&adam)?;
