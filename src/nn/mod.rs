@@ -1,6 +1,7 @@
 //! Training machinery shared by the student and the teacher: seeded randomness (candle's CPU RNG
-//! cannot be seeded), seeded parameter initialisation, AdamW with saveable state, and a finite-difference
-//! gradient check that guards against candle ops without a backward pass.
+//! cannot be seeded), seeded parameter initialisation, AdamW with saveable state, a finite-difference
+//! gradient check that guards against candle ops without a backward pass, fused CPU ops that have
+//! one, and work split over threads.
 
 pub mod adamw;
 pub mod gradcheck;
