@@ -50,6 +50,13 @@ fn exp_f32(x: f32) -> f32 {
     poly * f32::from_bits(exponent as u32)
 }
 
+/// Logits to probabilities in place, 1 / (1 + e^-x), with the vectorising `exp` (for scoring).
+pub fn sigmoid_in_place(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v = 1.0 / (1.0 + exp_f32(-*v));
+    }
+}
+
 /// The contiguous elements of a CPU tensor's storage.
 fn rows<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
@@ -111,7 +118,11 @@ impl CustomOp1 for Gelu {
         float_dispatch!(storage, self.name(), |T| {
             let x = rows::<T>(storage, layout, self.name())?;
             let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
-            let y: Vec<T> = x.iter().map(|&v| half * v * (one + gelu_tanh(v))).collect();
+            // A plain loop over a zeroed buffer vectorises; `collect` did not.
+            let mut y = vec![T::from_f64(0.0); x.len()];
+            for (y, &v) in y.iter_mut().zip(x) {
+                *y = half * v * (one + gelu_tanh(v));
+            }
             Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
         })
     }
@@ -134,14 +145,11 @@ impl CustomOp2 for GeluBackward {
             let (x, g) = (rows::<T>(s1, l1, self.name())?, rows::<T>(s2, l2, self.name())?);
             let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
             let (c, c3) = (T::from_f64(SQRT_2_OVER_PI), T::from_f64(3.0 * GELU_CUBIC));
-            let dx: Vec<T> = x
-                .iter()
-                .zip(g)
-                .map(|(&v, &g)| {
-                    let t = gelu_tanh(v);
-                    g * (half * (one + t) + half * v * (one - t * t) * c * (one + c3 * v * v))
-                })
-                .collect();
+            let mut dx = vec![T::from_f64(0.0); x.len()];
+            for ((dx, &v), &g) in dx.iter_mut().zip(x).zip(g) {
+                let t = gelu_tanh(v);
+                *dx = g * (half * (one + t) + half * v * (one - t * t) * c * (one + c3 * v * v));
+            }
             Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
         })
     }
@@ -398,6 +406,18 @@ mod tests {
         assert!(worst < 5e-7, "worst relative error {worst}");
         assert_eq!(exp_f32(-1000.0), exp_f32(-87.0));
         assert!(exp_f32(1000.0).is_finite() && exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sigmoid_matches_the_exact_formula() {
+        let logits: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.25).collect();
+        let mut probs = logits.clone();
+        sigmoid_in_place(&mut probs);
+        for (x, p) in logits.iter().zip(&probs) {
+            let want = 1.0 / (1.0 + (-*x as f64).exp());
+            assert!((*p as f64 - want).abs() < 1e-7, "sigmoid({x}) = {p}, expected {want}");
+            assert!((0.0..=1.0).contains(p));
+        }
     }
 
     /// Gradients of every input against central differences, through a loss that weights each output

@@ -8,12 +8,11 @@ use super::model::{Dropout, Leader};
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::io::JsonLines;
-use crate::nn::parallel;
+use crate::nn::{ops, parallel};
 use crate::predict::{PredictArgs, PredictionSink};
 use crate::progress;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::ops::sigmoid;
 use std::path::Path;
 
 /// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
@@ -37,7 +36,9 @@ pub fn probabilities(
         let batch_records: Vec<&EncodedRecord> = chunk.iter().map(|&i| records[i]).collect();
         let batch = Batch::new(&batch_records, num_medications, DType::F32, &Device::Cpu)?;
         let logits = model.forward(&batch, &mut Dropout::off())?.logits;
-        Ok((chunk, sigmoid(&logits)?.flatten_all()?.to_vec1::<f32>()?))
+        let mut probs = logits.flatten_all()?.to_vec1::<f32>()?;
+        ops::sigmoid_in_place(&mut probs);
+        Ok((chunk, probs))
     })?;
     let mut out = vec![0f32; records.len() * num_medications];
     for (chunk, probs) in scored {
