@@ -65,7 +65,7 @@ fn rows<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res
     }
 }
 
-/// Runs `$body` with `$t` bound to the element type of a floating-point storage.
+/// Runs `$body` with `$t` bound to the element type of a floating-point storage or tensor.
 macro_rules! float_dispatch {
     ($storage:expr, $op:expr, |$t:ident| $body:expr) => {
         match $storage.dtype() {
@@ -188,11 +188,9 @@ impl CustomOp1 for Softmax {
     /// `dx = y ⊙ (g − Σ g⊙y)` per row.
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let width = res.dim(candle_core::D::Minus1)?.max(1);
-        let dx = match res.dtype() {
-            DType::F32 => Tensor::from_vec(softmax_backward::<f32>(res, grad_res, width)?, res.shape(), res.device()),
-            DType::F64 => Tensor::from_vec(softmax_backward::<f64>(res, grad_res, width)?, res.shape(), res.device()),
-            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
-        }?;
+        let dx = float_dispatch!(res, self.name(), |T| {
+            Tensor::from_vec(softmax_backward::<T>(res, grad_res, width)?, res.shape(), res.device())
+        })?;
         Ok(Some(dx))
     }
 }
@@ -241,11 +239,9 @@ impl CustomOp2 for AddBias {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let n = bias.elem_count().max(1);
-        let db = match grad_res.dtype() {
-            DType::F32 => Tensor::from_vec(column_sums::<f32>(grad_res, n)?, bias.shape(), bias.device()),
-            DType::F64 => Tensor::from_vec(column_sums::<f64>(grad_res, n)?, bias.shape(), bias.device()),
-            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
-        }?;
+        let db = float_dispatch!(grad_res, self.name(), |T| {
+            Tensor::from_vec(column_sums::<T>(grad_res, n)?, bias.shape(), bias.device())
+        })?;
         Ok((Some(grad_res.clone()), Some(db)))
     }
 }
@@ -318,11 +314,7 @@ impl CustomOp3 for LayerNorm {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = match x.dtype() {
-            DType::F32 => self.backward::<f32>(x, weight, grad_res)?,
-            DType::F64 => self.backward::<f64>(x, weight, grad_res)?,
-            other => bail!("{}: expected f32 or f64, got {other:?}", self.name()),
-        };
+        let (dx, dw, db) = float_dispatch!(x, self.name(), |T| self.backward::<T>(x, weight, grad_res))?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

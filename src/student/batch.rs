@@ -291,6 +291,7 @@ impl Batch {
             }
         }
         let lengths: Vec<usize> = records.iter().map(|r| r.diagnoses.len()).collect();
+        let visit_tokens = slot_rows.len();
         let stacked: Vec<usize> = lengths.iter().chain(&lengths).chain(&lengths).copied().collect();
         let profile: Vec<u32> = records.iter().flat_map(|r| r.profile.iter().copied()).collect();
         let fields = records.first().map_or(0, |r| r.profile.len());
@@ -310,7 +311,7 @@ impl Batch {
             diagnoses: code_sets(0)?,
             procedures: code_sets(1)?,
             medications: code_sets(2)?,
-            slot_rows: Tensor::from_vec(slot_rows.clone(), slot_rows.len(), device)?,
+            slot_rows: Tensor::from_vec(slot_rows, visit_tokens, device)?,
             visit_packing: Packing::from_lengths(&stacked, dtype, device)?,
             profile: Tensor::from_vec(profile, (b, fields), device)?,
             labels: Tensor::from_vec(labels, (b, num_medications), device)?.to_dtype(dtype)?,

@@ -351,6 +351,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         (TrainState::fresh(), Vec::new())
     };
 
+    let threads = parallel::threads(cfg.threads);
+    let trainer = Trainer {
+        model: &model,
+        heads: &heads,
+        teacher: &teacher,
+        loss: &cfg.loss,
+        vars: &vars,
+        num_medications: m,
+        dtype,
+        shards: cfg.train.shards,
+        threads,
+    };
     while state.epochs_done < cfg.train.epochs && state.epochs_without_improvement < cfg.train.patience {
         let epoch = state.epochs_done + 1;
         let started = Instant::now();
@@ -359,18 +371,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let steps = order.len().div_ceil(cfg.train.batch_size);
         let bar = progress::bar(steps as u64, &format!("epoch {epoch}"));
         let mut sums = [0f64; 4];
-        let threads = parallel::threads(cfg.threads);
-        let trainer = Trainer {
-            model: &model,
-            heads: &heads,
-            teacher: &teacher,
-            loss: &cfg.loss,
-            vars: &vars,
-            num_medications: m,
-            dtype,
-            shards: cfg.train.shards,
-            threads,
-        };
         for (step, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
             let records: Vec<&EncodedRecord> = chunk.iter().map(|&i| &train_set[i]).collect();
             let dropout = |shard: usize| Some(TensorRng::derive(cfg.seed, &[epoch as u64, step as u64, shard as u64]));
