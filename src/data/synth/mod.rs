@@ -63,8 +63,8 @@
 //!      probability `acute_with_diagnosis` when its linked diagnosis is coded in this admission
 //!      (lower without: `acute_primary`, `acute_other`), and Zipf noise; every probability is
 //!      scaled by the drug's age/sex leaning;
-//!    * prescription rows: one or more per drug (`extra_rows_mean`), each naming one of the drug's
-//!      products, dated within the stay.
+//!    * prescription rows: 1 + geometric(`extra_rows_mean`) per drug, at most `max_rows_per_drug`,
+//!      each naming one of the drug's products, dated within the stay.
 //!
 //! So history predicts the chronic drugs, the current diagnoses predict the acute drugs, and age,
 //! sex and profile shift both: a model that uses history beats one that does not, and single-visit
@@ -174,6 +174,7 @@ pub struct DrugConfig {
     pub acute_other: f64,
     pub noise_mean: f64,
     pub extra_rows_mean: f64,
+    pub max_rows_per_drug: u32,
     pub none_share: f64,
     pub unmapped_product_share: f64,
     pub ndc_zero_share: f64,
@@ -203,6 +204,7 @@ impl SynthConfig {
         ] {
             ensure!(lo <= hi, "{name} = [{lo}, {hi}]: expected [low, high] with low <= high");
         }
+        ensure!(self.drugs.max_rows_per_drug >= 1, "drugs.max_rows_per_drug must be at least 1");
         Ok(())
     }
 }

@@ -361,7 +361,7 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
     let stay_days = discharge.div_euclid(MINUTES_PER_DAY) - admit_day;
     let mut prescriptions = Vec::new();
     for &d in &drugs {
-        let rows = (1 + geometric(rng, cfg.drugs.extra_rows_mean)).min(5);
+        let rows = (1 + geometric(rng, cfg.drugs.extra_rows_mean)).min(cfg.drugs.max_rows_per_drug);
         for _ in 0..rows {
             let product = world.products_of[d as usize][world.product_choice[d as usize].sample(rng)];
             let start =
