@@ -204,7 +204,7 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
         threshold.rule(),
         threshold.value
     ));
-    Ok(build_report(&outcomes, threshold, scorer.has_ddi(), &cfg.resample, Some(kind_name)))
+    Ok(build_report(&outcomes, threshold, scorer.has_ddi(), &cfg.resample, Some(kind_name), threads(cfg.threads)))
 }
 
 /// `auto` becomes the kind in the predictions' sidecar config (student without one, and for

@@ -8,6 +8,7 @@ use crate::eval::metrics::{average_precision_of, Threshold};
 use crate::eval::report::{build_report, MetricsReport};
 use crate::eval::resample::ResampleOptions;
 use crate::eval::scoring::{targets, Scorer};
+use crate::nn::parallel::threads;
 use anyhow::{ensure, Result};
 
 /// Checks that `probabilities` holds one row of M values per record.
@@ -24,7 +25,7 @@ fn check_shape(records: &[Record], probabilities: &[f32], vocab: &Vocab) -> Resu
 }
 
 /// All metrics of `probabilities` (row-major, one row of M = vocab medications per record, in
-/// `vocab.json` medication order) for every group, with resampled mean ± std.
+/// `vocab.json` medication order) for every group, with resampled mean ± std (rounds on every core).
 pub fn evaluate(
     records: &[Record],
     probabilities: &[f32],
@@ -37,7 +38,7 @@ pub fn evaluate(
     let scorer = Scorer::new(threshold, ddi.map(|d| DdiCounter::new(d, vocab)), m);
     let outcomes: Vec<_> =
         targets(records, vocab)?.iter().zip(probabilities.chunks_exact(m)).map(|(t, p)| scorer.score(t, p)).collect();
-    Ok(build_report(&outcomes, threshold, scorer.has_ddi(), opts, None))
+    Ok(build_report(&outcomes, threshold, scorer.has_ddi(), opts, None, threads(0)))
 }
 
 /// The mean per-record PRAUC alone (no threshold, no resampling): the validation score for early

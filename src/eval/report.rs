@@ -4,6 +4,7 @@ use crate::eval::groups::{groups_of, GROUPS};
 use crate::eval::metrics::Threshold;
 use crate::eval::resample::{bootstrap_sample, mean_std, percentile, subsample, ResampleOptions};
 use crate::eval::scoring::Outcome;
+use crate::nn::parallel;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -125,15 +126,17 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, o: &Outcome) {
+    /// Adds `o` `times` times (a bootstrap resample may hold a record more than once).
+    fn add(&mut self, o: &Outcome, times: u32) {
         let s = &o.scores;
         let values = [s.prauc, s.jaccard, s.f1, s.precision, s.recall, s.num_predicted as f64];
-        self.n += 1;
-        self.sums.iter_mut().zip(values).for_each(|(sum, v)| *sum += v);
-        self.predicted_pairs += o.predicted_pairs.pairs;
-        self.predicted_interacting += o.predicted_pairs.interacting;
-        self.label_pairs += o.label_pairs.pairs;
-        self.label_interacting += o.label_pairs.interacting;
+        let (k, kf) = (times as u64, times as f64);
+        self.n += times as usize;
+        self.sums.iter_mut().zip(values).for_each(|(sum, v)| *sum += kf * v);
+        self.predicted_pairs += k * o.predicted_pairs.pairs;
+        self.predicted_interacting += k * o.predicted_pairs.interacting;
+        self.label_pairs += k * o.label_pairs.pairs;
+        self.label_interacting += k * o.label_pairs.interacting;
     }
 
     /// The metric over this group's records (call only with n > 0).
@@ -153,13 +156,19 @@ impl Totals {
     }
 }
 
-/// Per-group totals over the records at `indices` (every record when `None`).
+/// Per-group totals over the records at `indices` (every record when `None`). The records are
+/// visited in file order, each as often as `indices` names it: reading a million outcomes in a
+/// shuffled order was mostly cache misses.
 fn group_totals(outcomes: &[Outcome], indices: Option<&[usize]>) -> [Totals; GROUPS.len()] {
     let mut totals = [Totals::default(); GROUPS.len()];
-    let mut add = |o: &Outcome| groups_of(o.prior_visits).into_iter().for_each(|g| totals[g].add(o));
+    let mut add = |o: &Outcome, times| groups_of(o.prior_visits).into_iter().for_each(|g| totals[g].add(o, times));
     match indices {
-        None => outcomes.iter().for_each(&mut add),
-        Some(indices) => indices.iter().for_each(|&i| add(&outcomes[i])),
+        None => outcomes.iter().for_each(|o| add(o, 1)),
+        Some(indices) => {
+            let mut times = vec![0u32; outcomes.len()];
+            indices.iter().for_each(|&i| times[i] += 1);
+            outcomes.iter().zip(times).filter(|(_, k)| *k > 0).for_each(|(o, k)| add(o, k));
+        }
     }
     totals
 }
@@ -170,20 +179,25 @@ fn sample_values(samples: &[[Totals; GROUPS.len()]], g: usize, metric: Metric) -
 }
 
 /// Aggregates scored records into the report: whole-split values, then the same metrics within each
-/// round's subsample (one subsample per round, shared by all groups) and each bootstrap resample.
+/// round's subsample (one subsample per round, shared by all groups) and each bootstrap resample,
+/// on up to `threads` threads.
 pub fn build_report(
     outcomes: &[Outcome],
     threshold: Threshold,
     has_ddi: bool,
     opts: &ResampleOptions,
     model_kind: Option<String>,
+    threads: usize,
 ) -> MetricsReport {
     let n = outcomes.len();
     let full = group_totals(outcomes, None);
-    let rounds: Vec<_> =
-        (0..opts.rounds).map(|r| group_totals(outcomes, Some(&subsample(n, opts.fraction, opts.seed, r)))).collect();
-    let boots: Vec<_> =
-        (0..opts.bootstrap).map(|b| group_totals(outcomes, Some(&bootstrap_sample(n, opts.seed, b)))).collect();
+    // Rounds and resamples are independent (each has its own seeded stream): one per thread at a time.
+    let sampled = |draw: &(dyn Fn(usize) -> Vec<usize> + Sync), count: usize| {
+        let totals = parallel::map((0..count).collect(), threads, |k| Ok(group_totals(outcomes, Some(&draw(k)))));
+        totals.expect("totals never fail")
+    };
+    let rounds = sampled(&|r| subsample(n, opts.fraction, opts.seed, r), opts.rounds);
+    let boots = sampled(&|b| bootstrap_sample(n, opts.seed, b), opts.bootstrap);
     let groups = GROUPS
         .iter()
         .enumerate()

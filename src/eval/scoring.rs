@@ -9,6 +9,7 @@ use crate::io::parallel_lines::read_lines_parallel;
 use anyhow::{anyhow, bail, Result};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -24,14 +25,14 @@ pub struct Target {
 impl Target {
     /// Maps label codes to medication indices; a code outside the vocabulary or listed twice is an
     /// error (the record and the vocabulary do not belong together).
-    fn new(subject_id: u64, visits: usize, labels: &[String], index: &HashMap<&str, usize>) -> Result<Self> {
+    fn new(subject_id: u64, visits: usize, labels: &[impl AsRef<str>], index: &HashMap<&str, usize>) -> Result<Self> {
         if visits == 0 {
             bail!("subject_id {subject_id}: the record has no visit (expected the target visit at least)");
         }
         let mut indices = Vec::with_capacity(labels.len());
-        for code in labels {
+        for code in labels.iter().map(AsRef::as_ref) {
             let i = *index
-                .get(code.as_str())
+                .get(code)
                 .ok_or_else(|| anyhow!("subject_id {subject_id}: label {code:?} is not a vocab.json medication"))?;
             if indices.contains(&i) {
                 bail!("subject_id {subject_id}: label {code:?} is listed twice");
@@ -56,11 +57,20 @@ pub fn targets(records: &[Record], vocab: &Vocab) -> Result<Vec<Target>> {
 /// prompts are skipped.
 pub fn read_targets(path: &Path, vocab: &Vocab, threads: usize) -> Result<Vec<Target>> {
     #[derive(Deserialize)]
-    struct TargetLine {
+    struct TargetLine<'a> {
         subject_id: u64,
         #[serde(deserialize_with = "count_items")]
         visits: usize,
-        labels: Vec<String>,
+        #[serde(borrow)]
+        labels: Vec<Label<'a>>,
+    }
+    /// A label code borrowed from the line unless escaped (a bare `Cow` in a `Vec` is always owned).
+    #[derive(Deserialize)]
+    struct Label<'a>(#[serde(borrow)] Cow<'a, str>);
+    impl AsRef<str> for Label<'_> {
+        fn as_ref(&self) -> &str {
+            &self.0
+        }
     }
     let index = vocab.medication_index();
     let parsed = read_lines_parallel(path, threads, 4 << 20, |_: &mut (), line| {
@@ -127,8 +137,7 @@ impl Scorer {
         let (predicted_pairs, label_pairs) = match &self.ddi {
             None => (PairCounts::default(), PairCounts::default()),
             Some(counter) => {
-                let mut set = MedSet::new(self.num_medications);
-                probs.iter().enumerate().filter(|(_, p)| self.threshold.predicts(**p)).for_each(|(i, _)| set.insert(i));
+                let mut set = MedSet::predicted(probs, self.threshold);
                 let predicted = counter.count(&set);
                 set.clear();
                 target.labels.iter().for_each(|&i| set.insert(i));

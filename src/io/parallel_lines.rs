@@ -95,7 +95,9 @@ fn send_chunks(
         if failed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut bytes = std::mem::take(&mut carry);
+        // Sized once: growing by doubling would copy every chunk about once more.
+        let mut bytes = Vec::with_capacity(carry.len() + chunk_bytes);
+        bytes.append(&mut carry);
         let got = (&mut *reader)
             .take(chunk_bytes as u64)
             .read_to_end(&mut bytes)
@@ -128,7 +130,12 @@ where
     let mut items = Vec::new();
     let mut scratch = S::default();
     let mut line_ends = 0;
-    for (offset, line) in chunk.bytes.split(|&b| b == b'\n').enumerate() {
+    // memchr finds line ends a vector at a time; a byte-wise split was a tenth of `leader eval`.
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', &chunk.bytes).chain(std::iter::once(chunk.bytes.len()));
+    for (offset, end) in ends.enumerate() {
+        let line = &chunk.bytes[start..end];
+        start = end + 1;
         line_ends = offset;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
