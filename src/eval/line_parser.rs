@@ -78,14 +78,56 @@ impl Cursor<'_> {
             return Some(());
         }
         loop {
-            self.skip_ws();
-            out.push(self.number()?);
-            match self.next_byte()? {
+            let value = match self.probability() {
+                Some(v) => v,
+                None => {
+                    self.skip_ws();
+                    self.number()?
+                }
+            };
+            out.push(value);
+            // The compact separators first, then any whitespace.
+            let next = match self.s.get(self.i) {
+                Some(&b) if b == b',' || b == b']' => {
+                    self.i += 1;
+                    b
+                }
+                _ => self.next_byte()?,
+            };
+            match next {
                 b',' => continue,
                 b']' => return Some(()),
                 _ => return None,
             }
         }
+    }
+
+    /// The shape `leader predict` writes most probabilities in, `0.` and 8 to 19 fraction digits,
+    /// read with one 8-digit step and no exponent or sign handling; `None`, consuming nothing, for
+    /// anything else (the general [`Self::number`] reads it).
+    fn probability(&mut self) -> Option<f32> {
+        let s = self.s;
+        let head = s.get(self.i..self.i + 10)?;
+        if head[0] != b'0' || head[1] != b'.' {
+            return None;
+        }
+        let word = u64::from_le_bytes(head[2..].try_into().expect("8 bytes"));
+        if !all_digits(word) {
+            return None;
+        }
+        let mut mantissa = eight_digits_value(word);
+        let mut end = self.i + 10;
+        while let Some(d) = s.get(end).filter(|b| b.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+            end += 1;
+        }
+        if matches!(s.get(end), Some(b'e' | b'E')) {
+            return None;
+        }
+        let digits = end - self.i - 2;
+        let value = exact_f32(mantissa, digits, -(digits as i64))?;
+        self.i = end;
+        Some(value)
     }
 
     /// One JSON number, correctly rounded to f32.
@@ -218,6 +260,10 @@ mod tests {
             Some((42, vec![0.25, 0.001, 25.0]))
         );
         assert_eq!(parse(r#"{"subject_id": 3, "probabilities": []}"#), Some((3, vec![])));
+        assert_eq!(
+            parse(r#"{"subject_id": 4, "probabilities": [0.12500000 , 0.25000000,0.5]}"#),
+            Some((4, vec![0.125, 0.25, 0.5]))
+        );
     }
 
     #[test]
@@ -278,7 +324,18 @@ mod tests {
     #[test]
     fn numbers_round_like_the_standard_library() {
         // 16777217 = 2^24 + 1 is an exact f32 midpoint (between 2^24 and 2^24 + 2): ties go to even.
-        for text in ["16777217", "16777219", "0.1", "0.3", "1e-30", "1.401298464e-45", "3.4028235e38", "-0.0", "0e0"] {
+        // The 8-digit fast path and its ways out: an exponent, over 19 digits, all zeros.
+        for text in ["16777217", "16777219", "0.1", "0.3", "1e-30", "1.401298464e-45", "3.4028235e38", "-0.0", "0e0"]
+            .into_iter()
+            .chain([
+                "0.12345678",
+                "0.12345678e-3",
+                "0.12345678E2",
+                "0.1234567890123456789012",
+                "0.00000000",
+                "0.000000001",
+            ])
+        {
             check_number(text);
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
