@@ -5,29 +5,48 @@
 //! backward over contiguous rows, in f32 or f64 (the gradient checks run in f64).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor,
+    WithDType,
+};
 
 /// The element types the ops run in, with the math they need.
 trait Float: WithDType {
     fn exp(self) -> Self;
     fn sqrt(self) -> Self;
+    /// The elements of a CPU storage of this type, writable.
+    fn storage_mut(storage: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl Float for f32 {
+    #[inline(always)]
     fn exp(self) -> Self {
         exp_f32(self)
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
+    fn storage_mut(storage: &mut CpuStorage) -> Option<&mut [Self]> {
+        match storage {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl Float for f64 {
+    #[inline(always)]
     fn exp(self) -> Self {
         f64::exp(self)
     }
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    fn storage_mut(storage: &mut CpuStorage) -> Option<&mut [Self]> {
+        match storage {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
     }
 }
 
@@ -35,7 +54,7 @@ impl Float for f64 {
 /// of scoring time): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r from its Taylor series to r⁶ (relative
 /// error below 2e-7), 2^n written into the exponent bits. Inputs are clamped to [-87, 88], where
 /// e^x stays a normal f32.
-#[inline]
+#[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     // Adding 1.5·2^23 rounds to an integer held in the low mantissa bits.
     const SHIFT: f32 = 12_582_912.0;
@@ -52,9 +71,31 @@ fn exp_f32(x: f32) -> f32 {
 
 /// Logits to probabilities in place, 1 / (1 + e^-x), with the vectorising `exp` (for scoring).
 pub fn sigmoid_in_place(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        *v = 1.0 / (1.0 + exp_f32(-*v));
+    wide(
+        #[inline(always)]
+        || {
+            for v in values.iter_mut() {
+                *v = 1.0 / (1.0 + exp_f32(-*v));
+            }
+        },
+    )
+}
+
+/// Runs `f` compiled for AVX2 where the CPU has it, else as the binary is built (the x86-64
+/// baseline, SSE2): the fused loops vectorise either way, and AVX2 doubles their width. `f` is
+/// inlined into the AVX2 function, so its loop must not sit behind a call that is not inlined.
+#[inline(always)]
+fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { with_avx2(f) };
     }
+    f()
 }
 
 /// The contiguous elements of a CPU tensor's storage.
@@ -82,6 +123,9 @@ macro_rules! float_dispatch {
     };
 }
 
+mod attention;
+pub use attention::{packed_attention, SetOffsets};
+
 /// The contiguous elements of a tensor (copied when it is a strided view).
 fn host<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
     t.flatten_all()?.to_vec1::<T>()
@@ -91,12 +135,14 @@ const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const GELU_CUBIC: f64 = 0.044_715;
 
 /// tanh through one `exp` (glibc's `tanh` was a third of the training profile on its own).
+#[inline(always)]
 fn tanh<T: Float>(u: T) -> T {
     let (one, two) = (T::from_f64(1.0), T::from_f64(2.0));
     one - two / ((two * u).exp() + one)
 }
 
 /// The tanh-GELU's inner tanh at `x`.
+#[inline(always)]
 fn gelu_tanh<T: Float>(x: T) -> T {
     tanh(T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_CUBIC) * x * x * x))
 }
@@ -119,10 +165,16 @@ impl CustomOp1 for Gelu {
             let x = rows::<T>(storage, layout, self.name())?;
             let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
             // A plain loop over a zeroed buffer vectorises; `collect` did not.
-            let mut y = vec![T::from_f64(0.0); x.len()];
-            for (y, &v) in y.iter_mut().zip(x) {
-                *y = half * v * (one + gelu_tanh(v));
-            }
+            let y = wide(
+                #[inline(always)]
+                || {
+                    let mut y = vec![T::from_f64(0.0); x.len()];
+                    for (y, &v) in y.iter_mut().zip(x) {
+                        *y = half * v * (one + gelu_tanh(v));
+                    }
+                    y
+                },
+            );
             Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
         })
     }
@@ -246,6 +298,77 @@ impl CustomOp2 for AddBias {
     }
 }
 
+/// `x += bias` on every row, in place: [`add_bias`] without its copy, for a fresh tensor nothing
+/// else holds (a matmul's output) when no gradient is needed.
+pub fn add_bias_in_place(x: &Tensor, bias: &Tensor) -> Result<()> {
+    x.inplace_op2(&bias.contiguous()?, &AddBiasInPlace)
+}
+
+/// GELU in place, under the same conditions as [`add_bias_in_place`].
+pub fn gelu_in_place(x: &Tensor) -> Result<()> {
+    x.inplace_op1(&GeluInPlace)
+}
+
+/// The contiguous elements of a CPU tensor's storage, writable, as `T`.
+fn rows_mut<'a, T: Float>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> Result<&'a mut [T]> {
+    let Some((start, end)) = layout.contiguous_offsets() else { bail!("{op}: expected a contiguous tensor") };
+    match T::storage_mut(storage) {
+        Some(values) => Ok(&mut values[start..end]),
+        None => bail!("{op}: expected {:?} storage", T::DTYPE),
+    }
+}
+
+struct AddBiasInPlace;
+
+impl InplaceOp2 for AddBiasInPlace {
+    fn name(&self) -> &'static str {
+        "leader-add-bias-in-place"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        float_dispatch!(s1, self.name(), |T| {
+            let b = rows::<T>(s2, l2, self.name())?;
+            if l1.shape().dims().last() != Some(&b.len()) {
+                bail!("{}: bias of {} for rows of {:?}", self.name(), b.len(), l1.shape());
+            }
+            let x = rows_mut::<T>(s1, l1, self.name())?;
+            wide(
+                #[inline(always)]
+                || {
+                    for row in x.chunks_exact_mut(b.len().max(1)) {
+                        row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
+                    }
+                },
+            );
+            Ok(())
+        })
+    }
+}
+
+struct GeluInPlace;
+
+impl InplaceOp1 for GeluInPlace {
+    fn name(&self) -> &'static str {
+        "leader-gelu-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        float_dispatch!(storage, self.name(), |T| {
+            let x = rows_mut::<T>(storage, layout, self.name())?;
+            let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
+            wide(
+                #[inline(always)]
+                || {
+                    for v in x.iter_mut() {
+                        *v = half * *v * (one + gelu_tanh(*v));
+                    }
+                },
+            );
+            Ok(())
+        })
+    }
+}
+
 fn column_sums<T: Float>(t: &Tensor, width: usize) -> Result<Vec<T>> {
     let mut sums = vec![T::from_f64(0.0); width];
     for row in host::<T>(t)?.chunks_exact(width) {
@@ -264,6 +387,7 @@ struct LayerNorm {
 }
 
 /// Mean and 1/σ of one row.
+#[inline(always)]
 fn moments<T: Float>(row: &[T], eps: T) -> (T, T) {
     let n = T::from_f64(row.len() as f64);
     let zero = T::from_f64(0.0);
@@ -293,13 +417,19 @@ impl CustomOp3 for LayerNorm {
             if w.len() != width || b.len() != width {
                 bail!("{}: weight and bias must have {width} elements", self.name());
             }
-            let mut y = vec![T::from_f64(0.0); x.len()];
-            for (row, out) in x.chunks_exact(width).zip(y.chunks_exact_mut(width)) {
-                let (mean, inv_std) = moments(row, T::from_f64(self.eps));
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = (row[i] - mean) * inv_std * w[i] + b[i];
-                }
-            }
+            let y = wide(
+                #[inline(always)]
+                || {
+                    let mut y = vec![T::from_f64(0.0); x.len()];
+                    for (row, out) in x.chunks_exact(width).zip(y.chunks_exact_mut(width)) {
+                        let (mean, inv_std) = moments(row, T::from_f64(self.eps));
+                        for (i, o) in out.iter_mut().enumerate() {
+                            *o = (row[i] - mean) * inv_std * w[i] + b[i];
+                        }
+                    }
+                    y
+                },
+            );
             Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
         })
     }

@@ -1,8 +1,9 @@
 //! From records to tensors: the unified code vocabulary, per-record id lists (visit window and code
-//! truncation applied, counted) and batches padded to the batch's own longest history and visit.
+//! truncation applied, counted) and batches packed without padding.
 
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
+use crate::nn::ops::SetOffsets;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -159,22 +160,14 @@ impl CodeVocab {
     }
 }
 
-/// Rows of different lengths (code sets, visit streams) packed without padding: the position-wise
-/// layers run on the packed tokens [T, d]; only attention needs the rows side by side, so it gathers
-/// them into [N, S, ..] through `padded` and back through `packed`. A padded slot repeats its row's
-/// first token: as a key it is masked out and its query output is never gathered back, so it gets
-/// exactly zero weight and zero gradient.
+/// Rows of different lengths (code sets, visit streams) packed without padding: every layer runs on
+/// the packed tokens [T, d], row after row, and attention keeps each row's tokens to themselves.
 #[derive(Debug, Clone)]
 pub struct Packing {
     pub rows: usize,
-    pub width: usize,
     pub tokens: usize,
-    /// [N*S] u32: the packed token at each padded slot.
-    pub padded: Tensor,
-    /// [T] u32: the padded slot n*S + s of each packed token.
-    pub packed: Tensor,
-    /// [N, 1, 1, S]: 0 for real keys, -1e9 for padding.
-    pub key_bias: Tensor,
+    /// Each row's token range.
+    pub sets: SetOffsets,
     /// [T] u32: the row of each token, and [T, 1] its weight 1/len(row) in the row's mean.
     pub token_row: Tensor,
     pub token_weight: Tensor,
@@ -182,40 +175,22 @@ pub struct Packing {
 
 impl Packing {
     pub fn from_lengths(lengths: &[usize], dtype: DType, device: &Device) -> Result<Self> {
-        let rows = lengths.len();
-        let width = lengths.iter().copied().max().unwrap_or(0).max(1);
         let tokens: usize = lengths.iter().sum();
-        let (mut padded, mut packed) = (Vec::with_capacity(rows * width), Vec::with_capacity(tokens));
-        let (mut bias, mut token_row, mut token_weight) = (vec![0f32; rows * width], Vec::new(), Vec::new());
-        let mut first = 0u32;
+        let (mut token_row, mut token_weight) = (Vec::with_capacity(tokens), Vec::with_capacity(tokens));
         for (row, &len) in lengths.iter().enumerate() {
-            for slot in 0..width {
-                let real = slot < len;
-                padded.push(if real { first + slot as u32 } else { first.min(tokens.saturating_sub(1) as u32) });
-                if real {
-                    packed.push((row * width + slot) as u32);
-                    token_row.push(row as u32);
-                    token_weight.push(1.0 / len as f32);
-                } else {
-                    bias[row * width + slot] = -1e9;
-                }
-            }
-            first += len as u32;
+            token_row.extend(std::iter::repeat_n(row as u32, len));
+            token_weight.extend(std::iter::repeat_n(1.0 / len as f32, len));
         }
         Ok(Self {
-            rows,
-            width,
+            rows: lengths.len(),
             tokens,
-            padded: Tensor::from_vec(padded, rows * width, device)?,
-            packed: Tensor::from_vec(packed, tokens, device)?,
-            key_bias: Tensor::from_vec(bias, (rows, 1, 1, width), device)?.to_dtype(dtype)?,
+            sets: SetOffsets::from_lengths(lengths),
             token_row: Tensor::from_vec(token_row, tokens, device)?,
             token_weight: Tensor::from_vec(token_weight, (tokens, 1), device)?.to_dtype(dtype)?,
         })
     }
 }
 
-/// Code sets as packed token ids `ids` [T] (set after set, no padding) and their packing.
 #[derive(Debug, Clone)]
 pub struct CodeSets {
     pub ids: Tensor,
@@ -343,13 +318,10 @@ mod tests {
         assert_eq!(batch.diagnoses.ids.to_vec1::<u32>().unwrap(), vec![5, 6, 7, 8]);
         assert_eq!(batch.procedures.ids.to_vec1::<u32>().unwrap(), vec![9, 10, 11]);
         assert_eq!(batch.medications.ids.to_vec1::<u32>().unwrap(), vec![1, 2]);
-        // Visit streams of lengths [2, 1, 2, 1, 2, 1] in rows of width 2.
+        // Visit streams of lengths [2, 1, 2, 1, 2, 1].
         let p = &batch.visit_packing;
-        assert_eq!((p.rows, p.width, p.tokens), (6, 2, 9));
-        assert_eq!(p.packed.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 4, 5, 6, 8, 9, 10]);
-        assert_eq!(p.padded.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8]);
-        let bias: Vec<f32> = p.key_bias.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(bias, vec![0., 0., 0., -1e9, 0., 0., 0., -1e9, 0., 0., 0., -1e9]);
+        assert_eq!((p.rows, p.tokens), (6, 9));
+        assert_eq!(p.sets.probability_count(1), 4 + 1 + 4 + 1 + 4 + 1);
         assert_eq!(p.token_row.to_vec1::<u32>().unwrap(), vec![0, 0, 1, 2, 2, 3, 4, 4, 5]);
         let weights: Vec<f32> = p.token_weight.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(weights, vec![0.5, 0.5, 1.0, 0.5, 0.5, 1.0, 0.5, 0.5, 1.0]);

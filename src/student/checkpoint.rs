@@ -137,8 +137,9 @@ impl TrainedStudent {
         let weights = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-        let model =
-            Leader::new(vb, &info.model, &info.shape).with_context(|| format!("loading {}", weights_path.display()))?;
+        let model = Leader::new(vb, &info.model, &info.shape)
+            .and_then(Leader::for_inference)
+            .with_context(|| format!("loading {}", weights_path.display()))?;
         Ok(Self { info, vocab, model })
     }
 }

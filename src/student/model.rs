@@ -7,7 +7,7 @@ use super::batch::{Batch, CodeSets, Packing};
 use super::config::ModelDims;
 use crate::nn::ops;
 use crate::nn::rng::TensorRng;
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
 
 /// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
@@ -34,6 +34,14 @@ impl<'a> Dropout<'a> {
     /// Training: dropout drawn from `rng`.
     pub fn on(rng: &'a mut TensorRng) -> Self {
         Self { rng: Some(rng) }
+    }
+
+    /// Inverted-dropout scales for `len` values, or `None` when off.
+    fn mask(&mut self, len: usize, p: f64, dtype: DType, device: &Device) -> Result<Option<Tensor>> {
+        match &mut self.rng {
+            Some(rng) if p > 0.0 => Ok(Some(rng.dropout_mask(len, p, dtype, device)?)),
+            _ => Ok(None),
+        }
     }
 
     fn apply(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
@@ -85,9 +93,24 @@ fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
     let y = project(x, layer.weight())?;
     match layer.bias() {
+        // The matmul's output is ours alone: without gradients, the bias goes in place.
+        Some(bias) if !y.track_op() && !bias.track_op() => {
+            ops::add_bias_in_place(&y, bias)?;
+            Ok(y)
+        }
         Some(bias) => ops::add_bias(&y, bias),
         None => Ok(y),
     }
+}
+
+/// GELU of `layer` applied to `x`, in place on the fresh output when no gradient is needed.
+fn linear_gelu(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    let y = linear(x, layer)?;
+    if y.track_op() {
+        return ops::gelu(&y);
+    }
+    ops::gelu_in_place(&y)?;
+    Ok(y)
 }
 
 impl Attention {
@@ -101,20 +124,16 @@ impl Attention {
         })
     }
 
-    /// `x` [T, d], the packed tokens of `packing`'s rows; each token attends to its own row.
-    pub fn forward(&self, x: &Tensor, packing: &Packing, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
-        let (n, s, d) = (packing.rows, packing.width, x.dim(1)?);
-        let dk = d / self.heads;
-        // Q, K and V in one matmul on the packed tokens and one copy into [3, N, heads, S, dk]; the
-        // parameters stay three (same names, same initial draws).
-        let w = Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?;
-        let qkv = project(x, &w)?.index_select(&packing.padded, 0)?;
-        let qkv = qkv.reshape((n, s, 3, self.heads, dk))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = (q.matmul(&k.t()?)? / (dk as f64).sqrt())?.broadcast_add(&packing.key_bias)?;
-        let probs = drop.apply(&ops::softmax_last_dim(&scores)?, p_drop)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n * s, d))?.index_select(&packing.packed, 0)?;
-        linear(&ctx, &self.out)
+    /// Queries, keys and values of `x` [T, d] side by side, [T, 3d], in one matmul; the parameters
+    /// stay three (same names, same initial draws).
+    fn qkv(&self, x: &Tensor) -> Result<Tensor> {
+        project(x, &Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?)
+    }
+
+    /// Attention given the packed tokens' `qkv` [T, 3d]; each token attends to its own row.
+    pub fn forward(&self, qkv: &Tensor, packing: &Packing, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
+        let dropout = drop.mask(packing.sets.probability_count(self.heads), p_drop, qkv.dtype(), qkv.device())?;
+        linear(&ops::packed_attention(qkv, &packing.sets, self.heads, dropout)?, &self.out)
     }
 }
 
@@ -145,9 +164,19 @@ impl TransformerBlock {
 
     /// `x` [T, d], the packed tokens of `packing`'s rows.
     pub fn forward(&self, x: &Tensor, packing: &Packing, drop: &mut Dropout) -> Result<Tensor> {
-        let attended = self.attention.forward(&self.ln1.forward(x)?, packing, self.p_attention, drop)?;
+        self.forward_from_qkv(x, &self.first_qkv(x)?, packing, drop)
+    }
+
+    /// What the block first computes from each row of `x` alone: Q, K and V of its layer norm.
+    fn first_qkv(&self, x: &Tensor) -> Result<Tensor> {
+        self.attention.qkv(&self.ln1.forward(x)?)
+    }
+
+    /// [`Self::forward`] with `qkv` = [`Self::first_qkv`] of `x` given.
+    fn forward_from_qkv(&self, x: &Tensor, qkv: &Tensor, packing: &Packing, drop: &mut Dropout) -> Result<Tensor> {
+        let attended = self.attention.forward(qkv, packing, self.p_attention, drop)?;
         let x = (x + drop.apply(&attended, self.p_hidden)?)?;
-        let inner = drop.apply(&ops::gelu(&linear(&self.ln2.forward(&x)?, &self.ffn_in)?)?, self.p_hidden)?;
+        let inner = drop.apply(&linear_gelu(&self.ln2.forward(&x)?, &self.ffn_in)?, self.p_hidden)?;
         let x = (&x + drop.apply(&linear(&inner, &self.ffn_out)?, self.p_hidden)?)?;
         drop.apply(&x, self.p_hidden)
     }
@@ -219,6 +248,9 @@ pub struct Leader {
     head_hidden: Linear,
     head_out: Linear,
     d: usize,
+    /// Per code, each set encoder's first Q/K/V (diagnosis, procedure, medication), once
+    /// [`Leader::for_inference`] computed them.
+    qkv_tables: Option<[Tensor; 3]>,
 }
 
 impl Leader {
@@ -234,21 +266,40 @@ impl Leader {
             head_hidden: torch_linear(3 * d, 2 * d, true, vb.pp("head_hidden"))?,
             head_out: torch_linear(2 * d, shape.num_medications, true, vb.pp("head_out"))?,
             d,
+            qkv_tables: None,
         })
     }
 
-    fn encode_sets(&self, block: &TransformerBlock, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
+    /// The model for scoring only: a set encoder's first layer norm and Q/K/V projection see one
+    /// code's embedding at a time, so they are computed once per code here ([codes, 3d] per
+    /// encoder) and looked up per token, instead of a layer norm and a [T, d]×[d, 3d] matmul per
+    /// batch. The tables are not updated by training: call it on trained weights.
+    pub fn for_inference(mut self) -> Result<Self> {
+        let embeddings = self.codes.embeddings();
+        let blocks = [&self.diagnosis_set, &self.procedure_set, &self.medication_set];
+        let [a, b, c] = blocks.map(|block| block.first_qkv(embeddings));
+        self.qkv_tables = Some([a?, b?, c?]);
+        Ok(self)
+    }
+
+    /// `kind` 0, 1, 2: diagnosis, procedure and medication sets.
+    fn encode_sets(&self, kind: usize, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
         if sets.packing.tokens == 0 {
             return Tensor::zeros((sets.packing.rows, self.d), self.codes.embeddings().dtype(), sets.ids.device());
         }
-        let x = block.forward(&self.codes.forward(&sets.ids)?, &sets.packing, drop)?;
-        row_means(&x, &sets.packing)
+        let block = [&self.diagnosis_set, &self.procedure_set, &self.medication_set][kind];
+        let x = self.codes.forward(&sets.ids)?;
+        let qkv = match &self.qkv_tables {
+            Some(tables) => tables[kind].index_select(&sets.ids, 0)?,
+            None => block.first_qkv(&x)?,
+        };
+        row_means(&block.forward_from_qkv(&x, &qkv, &sets.packing, drop)?, &sets.packing)
     }
 
     /// Encodes medication sets with the medication set encoder ([N, d]); the alignment loss uses it
     /// for the target visit's medications.
     pub fn encode_medication_sets(&self, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
-        self.encode_sets(&self.medication_set, sets, drop)
+        self.encode_sets(2, sets, drop)
     }
 
     pub fn forward(&self, batch: &Batch, drop: &mut Dropout) -> Result<Output> {
@@ -256,13 +307,9 @@ impl Leader {
         // Pooled vectors of the batch's non-empty sets, then the profile prompts and a zero row;
         // `slot_rows` places them into the three visit streams (see `Batch`).
         let mut table = Vec::with_capacity(5);
-        for (block, sets) in [
-            (&self.diagnosis_set, &batch.diagnoses),
-            (&self.procedure_set, &batch.procedures),
-            (&self.medication_set, &batch.medications),
-        ] {
+        for (kind, sets) in [&batch.diagnoses, &batch.procedures, &batch.medications].into_iter().enumerate() {
             if sets.packing.rows > 0 {
-                table.push(self.encode_sets(block, sets, drop)?);
+                table.push(self.encode_sets(kind, sets, drop)?);
             }
         }
         let prompt = self.profile.forward(&batch.profile)?;
