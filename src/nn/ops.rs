@@ -1,8 +1,9 @@
-//! Fused CPU ops with a backward pass for the student: tanh-GELU, layer norm and softmax over the
-//! last dim. candle's own fused softmax and layer norm have no backward, and its differentiable
-//! versions (and its GELU backward, with two `powf` and a dozen temporaries) are chains of small
-//! ops that dominated the student's training profile. Each op here is one pass forward and one pass
-//! backward over contiguous rows, in f32 or f64 (the gradient checks run in f64).
+//! Fused CPU ops with a backward pass for the student: tanh-GELU, layer norm, bias add and (in
+//! `attention`) self-attention within packed sets. candle's own fused softmax and layer norm have no
+//! backward, and its differentiable versions (and its GELU backward, with two `powf` and a dozen
+//! temporaries) are chains of small ops that dominated the student's training profile. Each op here
+//! is one pass forward and one pass backward over contiguous rows, in f32 or f64 (the gradient
+//! checks run in f64); the in-place variants serve scoring, where no gradient is needed.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -205,55 +206,6 @@ impl CustomOp2 for GeluBackward {
             Ok((T::to_cpu_storage_owned(dx), l1.shape().clone()))
         })
     }
-}
-
-/// Softmax over the last dim, differentiable.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
-}
-
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "leader-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let width = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        float_dispatch!(storage, self.name(), |T| {
-            let x = rows::<T>(storage, layout, self.name())?;
-            let mut y = vec![T::from_f64(0.0); x.len()];
-            for (row, out) in x.chunks_exact(width).zip(y.chunks_exact_mut(width)) {
-                let max = row.iter().fold(row[0], |m, &v| m.max(v));
-                let mut sum = T::from_f64(0.0);
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                out.iter_mut().for_each(|o| *o /= sum);
-            }
-            Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
-        })
-    }
-
-    /// `dx = y ⊙ (g − Σ g⊙y)` per row.
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let width = res.dim(candle_core::D::Minus1)?.max(1);
-        let dx = float_dispatch!(res, self.name(), |T| {
-            Tensor::from_vec(softmax_backward::<T>(res, grad_res, width)?, res.shape(), res.device())
-        })?;
-        Ok(Some(dx))
-    }
-}
-
-fn softmax_backward<T: Float>(res: &Tensor, grad_res: &Tensor, width: usize) -> Result<Vec<T>> {
-    let (y, mut g) = (host::<T>(res)?, host::<T>(grad_res)?);
-    for (yr, gr) in y.chunks_exact(width).zip(g.chunks_exact_mut(width)) {
-        let dot = yr.iter().zip(gr.iter()).fold(T::from_f64(0.0), |acc, (&y, &g)| acc + y * g);
-        gr.iter_mut().zip(yr).for_each(|(g, &y)| *g = y * (*g - dot));
-    }
-    Ok(g)
 }
 
 /// `x` [.., n] plus `bias` [n] on every row; its backward sums the gradient's rows in one pass
@@ -502,7 +454,6 @@ mod tests {
         let diff =
             |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(diff(&gelu(&x).unwrap(), &x.gelu().unwrap()) < 1e-12);
-        assert!(diff(&softmax_last_dim(&x).unwrap(), &candle_nn::ops::softmax(&x, 2).unwrap()) < 1e-12);
         let (w, b) = (
             Tensor::new(&[0.5f64, -1.0, 2.0, 1.5], &Device::Cpu).unwrap(),
             Tensor::new(&[0.1f64, 0.0, -0.2, 0.3], &Device::Cpu).unwrap(),
@@ -561,7 +512,5 @@ mod tests {
         assert_close(&bias_reports, 1e-6).unwrap();
         let only_x = &vars[..1];
         assert_close(&check(only_x, || Ok(weighted(gelu(x.as_tensor())?)?), 1e-6, 24).unwrap(), 1e-6).unwrap();
-        let softmax_reports = check(only_x, || Ok(weighted(softmax_last_dim(x.as_tensor())?)?), 1e-6, 24).unwrap();
-        assert_close(&softmax_reports, 1e-6).unwrap();
     }
 }
