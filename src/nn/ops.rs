@@ -148,6 +148,19 @@ fn gelu_tanh<T: Float>(x: T) -> T {
     tanh(T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_CUBIC) * x * x * x))
 }
 
+/// GELU of every element, in place (vectorised, AVX2 where the CPU has it).
+fn gelu_values<T: Float>(values: &mut [T]) {
+    let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
+    wide(
+        #[inline(always)]
+        || {
+            for v in values.iter_mut() {
+                *v = half * *v * (one + gelu_tanh(*v));
+            }
+        },
+    )
+}
+
 /// GELU, tanh approximation (BERT's and the reference's `gelu`):
 /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
@@ -163,19 +176,8 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         float_dispatch!(storage, self.name(), |T| {
-            let x = rows::<T>(storage, layout, self.name())?;
-            let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
-            // A plain loop over a zeroed buffer vectorises; `collect` did not.
-            let y = wide(
-                #[inline(always)]
-                || {
-                    let mut y = vec![T::from_f64(0.0); x.len()];
-                    for (y, &v) in y.iter_mut().zip(x) {
-                        *y = half * v * (one + gelu_tanh(v));
-                    }
-                    y
-                },
-            );
+            let mut y = rows::<T>(storage, layout, self.name())?.to_vec();
+            gelu_values(&mut y);
             Ok((T::to_cpu_storage_owned(y), layout.shape().clone()))
         })
     }
@@ -216,6 +218,22 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 struct AddBias;
 
+/// `values` (the rows of a tensor laid out as `layout`) plus `bias` on every row.
+fn add_bias_rows<T: Float>(values: &mut [T], layout: &Layout, bias: &[T], op: &str) -> Result<()> {
+    if layout.shape().dims().last() != Some(&bias.len()) {
+        bail!("{op}: bias of {} for rows of {:?}", bias.len(), layout.shape());
+    }
+    wide(
+        #[inline(always)]
+        || {
+            for row in values.chunks_exact_mut(bias.len().max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+        },
+    );
+    Ok(())
+}
+
 impl CustomOp2 for AddBias {
     fn name(&self) -> &'static str {
         "leader-add-bias"
@@ -223,14 +241,8 @@ impl CustomOp2 for AddBias {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         float_dispatch!(s1, self.name(), |T| {
-            let (x, b) = (rows::<T>(s1, l1, self.name())?, rows::<T>(s2, l2, self.name())?);
-            if l1.shape().dims().last() != Some(&b.len()) {
-                bail!("{}: bias of {} for rows of {:?}", self.name(), b.len(), l1.shape());
-            }
-            let mut y = x.to_vec();
-            for row in y.chunks_exact_mut(b.len().max(1)) {
-                row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
-            }
+            let mut y = rows::<T>(s1, l1, self.name())?.to_vec();
+            add_bias_rows(&mut y, l1, rows::<T>(s2, l2, self.name())?, self.name())?;
             Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
         })
     }
@@ -280,19 +292,7 @@ impl InplaceOp2 for AddBiasInPlace {
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
         float_dispatch!(s1, self.name(), |T| {
             let b = rows::<T>(s2, l2, self.name())?;
-            if l1.shape().dims().last() != Some(&b.len()) {
-                bail!("{}: bias of {} for rows of {:?}", self.name(), b.len(), l1.shape());
-            }
-            let x = rows_mut::<T>(s1, l1, self.name())?;
-            wide(
-                #[inline(always)]
-                || {
-                    for row in x.chunks_exact_mut(b.len().max(1)) {
-                        row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
-                    }
-                },
-            );
-            Ok(())
+            add_bias_rows(rows_mut::<T>(s1, l1, self.name())?, l1, b, self.name())
         })
     }
 }
@@ -306,16 +306,7 @@ impl InplaceOp1 for GeluInPlace {
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
         float_dispatch!(storage, self.name(), |T| {
-            let x = rows_mut::<T>(storage, layout, self.name())?;
-            let (half, one) = (T::from_f64(0.5), T::from_f64(1.0));
-            wide(
-                #[inline(always)]
-                || {
-                    for v in x.iter_mut() {
-                        *v = half * *v * (one + gelu_tanh(*v));
-                    }
-                },
-            );
+            gelu_values(rows_mut::<T>(storage, layout, self.name())?);
             Ok(())
         })
     }
