@@ -131,15 +131,20 @@ impl Drop for AtomicDir {
     }
 }
 
-/// Opens a text file for buffered reading, decompressing it when its name ends in `.gz`.
-pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
+/// Opens a file for reading, decompressing it when its name ends in `.gz` (unbuffered: for
+/// readers that take large blocks at a time).
+pub fn open_raw(path: &Path) -> Result<Box<dyn Read>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
-    };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+    })
+}
+
+/// Opens a text file for buffered reading, decompressing it when its name ends in `.gz`.
+pub fn open_text(path: &Path) -> Result<Box<dyn BufRead>> {
+    Ok(Box::new(BufReader::with_capacity(1 << 20, open_raw(path)?)))
 }
 
 /// Reads a whole JSON file; parse errors name the file, line and column.

@@ -3,7 +3,7 @@
 //! `leader eval`, which streams it through [`read_predictions`].
 
 use crate::eval::line_parser::parse_prediction_line;
-use crate::io::parallel_lines::read_lines_parallel;
+use crate::io::parallel_lines::{read_lines_parallel, CHUNK_BYTES};
 use crate::io::AtomicFile;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -46,9 +46,6 @@ impl PredictionWriter {
         Ok(self.count)
     }
 }
-
-/// Bytes handed to a worker at a time (whole lines; a longer line grows its chunk).
-const CHUNK_BYTES: usize = 4 << 20;
 
 /// Streams a predictions file (plain or `.gz`) on `threads` worker threads, validating every line:
 /// valid JSON of the prediction shape, exactly `num_medications` probabilities, each finite and in

@@ -5,7 +5,7 @@ use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::eval::ddi::{DdiCounter, MedSet, PairCounts};
 use crate::eval::metrics::{score_labels, RecordScores, Threshold};
-use crate::io::parallel_lines::read_lines_parallel;
+use crate::io::parallel_lines::{read_lines_parallel, CHUNK_BYTES};
 use anyhow::{anyhow, bail, Result};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -73,7 +73,7 @@ pub fn read_targets(path: &Path, vocab: &Vocab, threads: usize) -> Result<Vec<Ta
         }
     }
     let index = vocab.medication_index();
-    let parsed = read_lines_parallel(path, threads, 4 << 20, |_: &mut (), line| {
+    let parsed = read_lines_parallel(path, threads, CHUNK_BYTES, |_: &mut (), line| {
         let t: TargetLine = serde_json::from_slice(line).map_err(|e| anyhow!("column {}: {e}", e.column()))?;
         Target::new(t.subject_id, t.visits, &t.labels, &index)
     })?;

@@ -2,11 +2,13 @@
 //! to worker threads, results come back in file order with their line numbers.
 
 use anyhow::{bail, Context, Result};
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
+
+/// Bytes handed to a worker at a time (whole lines; a longer line grows its chunk).
+pub const CHUNK_BYTES: usize = 4 << 20;
 
 /// A run of whole lines; `index` orders chunks in the file.
 struct Chunk {
@@ -38,12 +40,7 @@ where
     T: Send,
     F: Fn(&mut S, &[u8]) -> Result<T> + Sync,
 {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let mut reader = crate::io::open_raw(path)?;
     let failed = AtomicBool::new(false);
     let threads = threads.max(1);
     let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(2 * threads);
