@@ -3,6 +3,7 @@
 mod student_support;
 
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use leader::nn::gradcheck;
 use leader::nn::params::SeededVarMap;
 use leader::student::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
@@ -137,6 +138,33 @@ fn f32_scoring_matches_the_f64_forward() {
     let worst = single.iter().zip(&double).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-4, "f32 scoring differs from f64 by {worst}");
     assert!(double.iter().any(|x| x.abs() > 1e-3), "the logits must not be trivially zero");
+}
+
+/// Scoring a trained model (weights as plain tensors: per-code Q/K/V tables, bias and GELU in
+/// place) gives the logits of the differentiable path the training uses, on the same weights.
+#[test]
+fn scoring_path_matches_the_training_path() {
+    let v = vocab(6, 20, 8);
+    let codes = CodeVocab::new(&v);
+    let dims = tiny_dims(0.3);
+    let records = random_records(4, 12, &v);
+    let encoded = encode_all(&codes, &records, &dims);
+    let refs: Vec<&EncodedRecord> = encoded.iter().collect();
+    let batch = Batch::new(&refs, 6, DType::F64, &Device::Cpu).unwrap();
+    let params = SeededVarMap::new(5);
+    let training = Leader::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
+    let weights = params.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect();
+    let scoring = Leader::new(VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6))
+        .and_then(Leader::for_inference)
+        .unwrap();
+    let logits = |model: &Leader| {
+        let out = model.forward(&batch, &mut Dropout::off()).unwrap().logits;
+        out.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    };
+    let (want, got) = (logits(&training), logits(&scoring));
+    let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "scoring differs from training by {worst}");
+    assert!(want.iter().any(|x| x.abs() > 1e-3), "the logits must not be trivially zero");
 }
 
 /// Gradient check of each loss on a tiny f64 model with dropout off. Each loss must give every

@@ -1,7 +1,8 @@
 //! The LEADER(S) network (reference doc §4): a shared code embedding, three set encoders pooled per
 //! visit, a profile prompt in the medication stream's first slot, one shared visit encoder and an MLP
-//! over the three pooled histories. GELU, layer norm and softmax are the fused differentiable ops
-//! of [`crate::nn::ops`], so training and scoring run one code path.
+//! over the three pooled histories. GELU, layer norm, bias adds and attention are the fused
+//! differentiable ops of [`crate::nn::ops`]; scoring a trained model only adds what needs no
+//! gradient (per-code Q/K/V tables, in-place bias and GELU), tested equal to the training path.
 
 use super::batch::{Batch, CodeSets, Packing};
 use super::config::ModelDims;
@@ -275,19 +276,23 @@ impl Leader {
     /// encoder) and looked up per token, instead of a layer norm and a [T, d]×[d, 3d] matmul per
     /// batch. The tables are not updated by training: call it on trained weights.
     pub fn for_inference(mut self) -> Result<Self> {
-        let embeddings = self.codes.embeddings();
-        let blocks = [&self.diagnosis_set, &self.procedure_set, &self.medication_set];
-        let [a, b, c] = blocks.map(|block| block.first_qkv(embeddings));
+        let [a, b, c] = self.set_encoders().map(|block| block.first_qkv(self.codes.embeddings()));
         self.qkv_tables = Some([a?, b?, c?]);
         Ok(self)
     }
 
-    /// `kind` 0, 1, 2: diagnosis, procedure and medication sets.
+    /// The set encoders by kind: 0 diagnoses, 1 procedures, 2 medications (the order of
+    /// `qkv_tables` and of the batch's code sets).
+    fn set_encoders(&self) -> [&TransformerBlock; 3] {
+        [&self.diagnosis_set, &self.procedure_set, &self.medication_set]
+    }
+
+    /// Pooled encodings of `sets` by the set encoder of `kind` (see [`Self::set_encoders`]).
     fn encode_sets(&self, kind: usize, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
         if sets.packing.tokens == 0 {
             return Tensor::zeros((sets.packing.rows, self.d), self.codes.embeddings().dtype(), sets.ids.device());
         }
-        let block = [&self.diagnosis_set, &self.procedure_set, &self.medication_set][kind];
+        let block = self.set_encoders()[kind];
         let x = self.codes.forward(&sets.ids)?;
         let qkv = match &self.qkv_tables {
             Some(tables) => tables[kind].index_select(&sets.ids, 0)?,
