@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc;
 
 /// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
-/// batches of `batch_size`, spread over `threads`; padding never changes a record's output.
+/// batches of `batch_size`, spread over `threads`; the batch a record lands in never changes its output.
 pub fn probabilities(
     model: &Leader,
     records: &[&EncodedRecord],
