@@ -117,54 +117,56 @@ fn padding_never_changes_the_output() {
     assert!(together[0] != together[1]);
 }
 
+/// Four records over a small vocabulary, encoded and batched, for comparing two ways of scoring
+/// them; dropout is configured (0.3) so the comparisons show it is off when scoring.
+fn scoring_batch(dtype: DType) -> (CodeVocab, ModelDims, Batch) {
+    let v = vocab(6, 20, 8);
+    let codes = CodeVocab::new(&v);
+    let dims = tiny_dims(0.3);
+    let encoded = encode_all(&codes, &random_records(4, 12, &v), &dims);
+    let refs: Vec<&EncodedRecord> = encoded.iter().collect();
+    let batch = Batch::new(&refs, 6, dtype, &Device::Cpu).unwrap();
+    (codes, dims, batch)
+}
+
+fn logits_of(model: &Leader, batch: &Batch) -> Vec<f64> {
+    let out = model.forward(batch, &mut Dropout::off()).unwrap().logits;
+    out.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// The two logit vectors differ by less than `tolerance` everywhere and are not trivially zero.
+fn assert_same_logits(want: &[f64], got: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(want.len(), got.len());
+    let worst = want.iter().zip(got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < tolerance, "{what} differs by {worst}");
+    assert!(want.iter().any(|x| x.abs() > 1e-3), "the logits must not be trivially zero");
+}
+
 /// `predict` scores in f32; the same seeded model in f64 (what the gradient checks verify) must give
 /// the same logits up to f32 rounding.
 #[test]
 fn f32_scoring_matches_the_f64_forward() {
-    let v = vocab(6, 20, 8);
-    let codes = CodeVocab::new(&v);
-    let dims = tiny_dims(0.3);
-    let records = random_records(4, 12, &v);
-    let encoded = encode_all(&codes, &records, &dims);
-    let refs: Vec<&EncodedRecord> = encoded.iter().collect();
     let logits = |dtype: DType| {
+        let (codes, dims, batch) = scoring_batch(dtype);
         let params = SeededVarMap::new(5);
         let model = Leader::new(params.var_builder(dtype, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
-        let batch = Batch::new(&refs, 6, dtype, &Device::Cpu).unwrap();
-        let out = model.forward(&batch, &mut Dropout::off()).unwrap().logits;
-        out.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+        logits_of(&model, &batch)
     };
-    let (single, double) = (logits(DType::F32), logits(DType::F64));
-    let worst = single.iter().zip(&double).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst < 1e-4, "f32 scoring differs from f64 by {worst}");
-    assert!(double.iter().any(|x| x.abs() > 1e-3), "the logits must not be trivially zero");
+    assert_same_logits(&logits(DType::F64), &logits(DType::F32), 1e-4, "f32 scoring vs f64");
 }
 
 /// Scoring a trained model (weights as plain tensors: per-code Q/K/V tables, bias and GELU in
 /// place) gives the logits of the differentiable path the training uses, on the same weights.
 #[test]
 fn scoring_path_matches_the_training_path() {
-    let v = vocab(6, 20, 8);
-    let codes = CodeVocab::new(&v);
-    let dims = tiny_dims(0.3);
-    let records = random_records(4, 12, &v);
-    let encoded = encode_all(&codes, &records, &dims);
-    let refs: Vec<&EncodedRecord> = encoded.iter().collect();
-    let batch = Batch::new(&refs, 6, DType::F64, &Device::Cpu).unwrap();
+    let (codes, dims, batch) = scoring_batch(DType::F64);
     let params = SeededVarMap::new(5);
     let training = Leader::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
     let weights = params.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect();
     let scoring = Leader::new(VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6))
         .and_then(Leader::for_inference)
         .unwrap();
-    let logits = |model: &Leader| {
-        let out = model.forward(&batch, &mut Dropout::off()).unwrap().logits;
-        out.flatten_all().unwrap().to_vec1::<f64>().unwrap()
-    };
-    let (want, got) = (logits(&training), logits(&scoring));
-    let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst < 1e-12, "scoring differs from training by {worst}");
-    assert!(want.iter().any(|x| x.abs() > 1e-3), "the logits must not be trivially zero");
+    assert_same_logits(&logits_of(&training, &batch), &logits_of(&scoring, &batch), 1e-12, "scoring vs training");
 }
 
 /// Gradient check of each loss on a tiny f64 model with dropout off. Each loss must give every
