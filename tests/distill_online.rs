@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use leader::config::ConfigArgs;
 use leader::data::record::Record;
 use leader::data::vocab::Vocab;
+use leader::nn::gradcheck::max_abs_diff;
 use leader::student::checkpoint;
 use leader::student::config::StudentConfig;
 use leader::student::kd::KdTarget;
@@ -102,11 +103,6 @@ fn weights(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
-    d.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
-}
-
 #[test]
 fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,11 +126,11 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let a = offline.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
     let b = live.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
     assert_eq!(b.dims(), &[16, 64]);
-    eprintln!("online vs cached targets: max |diff| {:e}", max_abs_diff(&a, &b));
-    assert!(max_abs_diff(&a, &b) < 1e-5, "targets differ by {}", max_abs_diff(&a, &b));
+    eprintln!("online vs cached targets: max |diff| {:e}", max_abs_diff(&a, &b).unwrap());
+    assert!(max_abs_diff(&a, &b).unwrap() < 1e-5, "targets differ by {}", max_abs_diff(&a, &b).unwrap());
     // The comparison means something: the rows are distinct, non-trivial vectors.
     let (r0, r1) = (b.get(0).unwrap(), b.get(1).unwrap());
-    assert!(max_abs_diff(&r0, &r1) > 1e-3 && max_abs_diff(&r0, &r0.zeros_like().unwrap()) > 1e-2);
+    assert!(max_abs_diff(&r0, &r1).unwrap() > 1e-3 && max_abs_diff(&r0, &r0.zeros_like().unwrap()).unwrap() > 1e-2);
 
     // One epoch each, the same seed: the same weights up to float summation order.
     let (run_cache, run_online) = (dir.path().join("kd-cache"), dir.path().join("kd-online"));
@@ -147,10 +143,13 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     assert_eq!(wa.len(), wb.len());
     // The KD projection (2d -> H = 64) was trained in both.
     assert!(wa.contains_key("model.train_heads.kd_projector.weight"), "{:?}", wa.keys());
-    let worst =
-        wa.iter()
-            .map(|(k, t)| (max_abs_diff(t, &wb[k]), k))
-            .fold((0.0, ""), |m, (d, k)| if d > m.0 { (d, k.as_str()) } else { m });
+    let worst = wa.iter().map(|(k, t)| (max_abs_diff(t, &wb[k]).unwrap(), k)).fold((0.0, ""), |m, (d, k)| {
+        if d > m.0 {
+            (d, k.as_str())
+        } else {
+            m
+        }
+    });
     eprintln!("online vs cached KD, one epoch: largest weight difference {:e} ({})", worst.0, worst.1);
     assert!(worst.0 < 1e-4, "largest weight difference {} in {}", worst.0, worst.1);
 

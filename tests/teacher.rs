@@ -6,7 +6,7 @@ use leader::data::record::{Record, Visit};
 use leader::data::vocab::{CodeEntry, Vocab};
 use leader::eval::metrics::average_precision;
 use leader::eval::predictions::Prediction;
-use leader::nn::gradcheck;
+use leader::nn::gradcheck::{self, max_abs_diff};
 use leader::nn::rng::TensorRng;
 use leader::predict::{PredictArgs, PredictFormat};
 use leader::teacher::cache::TeacherCache;
@@ -95,17 +95,6 @@ fn randomise_adapters(model: &TeacherModel, seed: u64) {
     }
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 const PROMPTS: [&str; 3] = [
     "The patient has 0 times ICU visits. \n  In this visit, he has diagnosis: gout; procedures: . Then, the patient should be prescribed: ",
     "The patient has 1 times ICU visits. \n In 1 visit, the patient had diagnosis: asthma; procedures: hemodialysis. The patient was prescribed drugs: opioids. \n In this visit, he has diagnosis: anemia, migraine; procedures: venous catheterization. Then, the patient should be prescribed: ",
@@ -143,7 +132,11 @@ fn checkpointed_layers_give_the_same_gradients() {
         let (a, b) = (plain.get(var.as_tensor()).unwrap(), ckpt.get(var.as_tensor()).unwrap());
         let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(scale > 0.0, "{name}: no gradient");
-        assert!(max_abs_diff(a, b) <= 1e-10 * scale.max(1.0), "{name}: {} vs scale {scale}", max_abs_diff(a, b));
+        assert!(
+            max_abs_diff(a, b).unwrap() <= 1e-10 * scale.max(1.0),
+            "{name}: {} vs scale {scale}",
+            max_abs_diff(a, b).unwrap()
+        );
     }
 }
 
@@ -156,10 +149,10 @@ fn padding_and_fused_ops_do_not_change_the_pooled_vector() {
     let batch = model.batch(&PROMPTS).unwrap();
     assert!(batch.lengths[1] > batch.lengths[0], "the second prompt must force padding of the first");
     let together = model.llama.pooled(&batch, Pass::frozen()).unwrap();
-    assert!(max_abs_diff(&alone, &together.narrow(0, 0, 1).unwrap()) < 1e-5);
+    assert!(max_abs_diff(&alone, &together.narrow(0, 0, 1).unwrap()).unwrap() < 1e-5);
     // The differentiable training ops compute the same function as the fused inference ones.
     let slow = model.llama.pooled(&batch, Pass::train(None)).unwrap();
-    assert!(max_abs_diff(&slow, &together) < 1e-5, "{}", max_abs_diff(&slow, &together));
+    assert!(max_abs_diff(&slow, &together).unwrap() < 1e-5, "{}", max_abs_diff(&slow, &together).unwrap());
 }
 
 #[test]
@@ -332,7 +325,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
     }
     let last = valid.len() - 1;
     let alone = teacher.pooled_hidden(&[valid[last].prompt.as_str()]).unwrap();
-    assert!(max_abs_diff(&alone, &cache.hidden.narrow(0, last, 1).unwrap()) < 1e-5);
+    assert!(max_abs_diff(&alone, &cache.hidden.narrow(0, last, 1).unwrap()).unwrap() < 1e-5);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Finite-difference gradient checks. candle silently drops gradients through ops that have no
 //! backward (fused softmax, norms, RoPE), so every training path is checked against central
-//! differences in f64.
+//! differences in f64. Also the value comparison the checks of fused ops and second code paths use.
 
 use anyhow::{ensure, Result};
 use candle_core::{DType, Tensor, Var};
@@ -66,6 +66,12 @@ pub fn assert_close(reports: &[GradReport], tol: f64) -> Result<()> {
         ensure!(r.max_abs_err < tol || r.max_rel_err < tol, "{}: analytic vs numeric gradient differ: {r:?}", r.name);
     }
     Ok(())
+}
+
+/// The largest element-wise |a − b|, compared in f64 (a and b of one shape, any float dtype).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let diff = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?;
+    Ok(diff.abs()?.max_all()?.to_scalar::<f64>()?)
 }
 
 #[cfg(test)]

@@ -427,7 +427,7 @@ impl LayerNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::gradcheck::{assert_close, check};
+    use crate::nn::gradcheck::{assert_close, check, max_abs_diff};
     use candle_core::{Device, Var};
 
     fn var(values: Vec<f64>, shape: &[usize]) -> Var {
@@ -442,8 +442,7 @@ mod tests {
     #[test]
     fn values_match_candle_compositions() {
         let x = Tensor::from_vec(spread(24, 0.3), (2, 3, 4), &Device::Cpu).unwrap();
-        let diff =
-            |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let diff = |a: &Tensor, b: &Tensor| max_abs_diff(a, b).unwrap();
         assert!(diff(&gelu(&x).unwrap(), &x.gelu().unwrap()) < 1e-12);
         let (w, b) = (
             Tensor::new(&[0.5f64, -1.0, 2.0, 1.5], &Device::Cpu).unwrap(),

@@ -249,7 +249,7 @@ impl CustomOp2 for PackedAttentionBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::gradcheck::{assert_close, check};
+    use crate::nn::gradcheck::{assert_close, check, max_abs_diff};
     use candle_core::{Device, Var, D};
 
     /// Sets of 3, 1, 0 and 4 tokens, 2 heads of width 2 (d = 4).
@@ -294,8 +294,7 @@ mod tests {
     #[test]
     fn values_match_per_set_candle_attention() {
         let offsets = SetOffsets::from_lengths(&LENGTHS);
-        let diff =
-            |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let diff = |a: &Tensor, b: &Tensor| max_abs_diff(a, b).unwrap();
         let x = qkv();
         assert!(diff(&packed_attention(&x, &offsets, HEADS, None).unwrap(), &reference(&x, None)) < 1e-12);
         let m = mask();
