@@ -102,11 +102,11 @@ pub fn run(args: &PredictArgs) -> Result<usize> {
         let reader = scope.spawn(move || -> Result<EncodeStats> {
             let mut stats = EncodeStats::default();
             let mut lines = JsonLines::<Record>::open(records_path)?;
+            let (max_visits, max_codes) = (student.info.model.max_visits, student.info.model.max_codes);
             loop {
                 let mut chunk = Vec::with_capacity(cfg.predict.read_chunk);
                 for item in lines.by_ref().take(cfg.predict.read_chunk) {
                     let (line, record) = item?;
-                    let (max_visits, max_codes) = (student.info.model.max_visits, student.info.model.max_codes);
                     let encoded = codes
                         .encode(&record, max_visits, max_codes, false, &mut stats)
                         .with_context(|| format!("{}:{line}", records_path.display()))?;
