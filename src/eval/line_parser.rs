@@ -116,11 +116,7 @@ impl Cursor<'_> {
             return None;
         }
         let mut mantissa = eight_digits_value(word);
-        let mut end = self.i + 10;
-        while let Some(d) = s.get(end).filter(|b| b.is_ascii_digit()) {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
-            end += 1;
-        }
+        let end = byte_digits(s, self.i + 10, &mut mantissa);
         if matches!(s.get(end), Some(b'e' | b'E')) {
             return None;
         }
@@ -195,12 +191,20 @@ impl Cursor<'_> {
             *mantissa = mantissa.wrapping_mul(100_000_000).wrapping_add(eight_digits_value(word));
             self.i += 8;
         }
-        while let Some(d) = self.s.get(self.i).filter(|b| b.is_ascii_digit()) {
-            *mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
-            self.i += 1;
-        }
+        self.i = byte_digits(self.s, self.i, mantissa);
         self.i - start
     }
+}
+
+/// Appends the decimal digits of `s` from `at` on to `mantissa` one byte at a time (wrapping, as
+/// [`Cursor::digits`]) and returns the position after the last.
+#[inline(always)]
+fn byte_digits(s: &[u8], mut at: usize, mantissa: &mut u64) -> usize {
+    while let Some(d) = s.get(at).filter(|b| b.is_ascii_digit()) {
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+        at += 1;
+    }
+    at
 }
 
 /// Whether all 8 bytes of `word` are ASCII digits: each byte and each byte + 6 have high nibble 3
