@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 use leader::{data, demo, eval, predict, progress, student, teacher};
 
 #[derive(Parser)]
@@ -42,11 +43,29 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-fn main() -> Result<()> {
+/// Errors are printed once, here, as one line: what went wrong first, then each cause after a colon
+/// (`error: reading m/model.safetensors: header declares ...`). A closed stdout (`leader eval | head`)
+/// is a normal end.
+fn main() -> ExitCode {
     leader::runtime::configure();
     let cli = Cli::parse();
     progress::set_quiet(cli.quiet);
-    match &cli.command {
+    match dispatch(&cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn dispatch(command: &Command) -> Result<()> {
+    match command {
         Command::Synth(a) => data::synth::run(a),
         Command::Preprocess(a) => data::preprocess::run(a),
         Command::InitModel(a) => teacher::init_model::run(a),
