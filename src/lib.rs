@@ -4,6 +4,9 @@
 //! records), [`teacher`] (LLaMA + LoRA + classification head), [`student`] (the distilled ID model),
 //! [`eval`] (metrics and reports), [`demo`] (the whole pipeline). [`nn`] holds the training machinery
 //! the two models share.
+//!
+//! Comments citing "reference §N" point to section N of `docs/reference.md`: what the original
+//! PyTorch code does at each stage, and where this crate deliberately differs.
 
 pub mod config;
 pub mod data;
