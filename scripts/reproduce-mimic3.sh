@@ -95,13 +95,16 @@ stop_after preprocess
 # effective batch 32, 3000 (MIMIC-III) / 4000 (MIMIC-IV) steps, 2048 tokens (configs/reproduce-*-teacher.toml).
 TEACHER="$OUT/teacher"
 say "train-teacher"
-args=(train-teacher --data "$DATA" --model "$LLAMA" --out "$TEACHER" --config "$CONFIGS-teacher.toml"
-    --device "$DEVICE" --dtype "$DTYPE")
-read -ra teacher_flags <<<"${TEACHER_FLAGS:-}"
-args+=("${teacher_flags[@]}")
-# A finished run resumes to its last step and stops at once; an interrupted one continues.
-if [ -d "$TEACHER/last" ]; then args+=(--resume); fi
-run "$LEADER" "${args[@]}"
+if [ -f "$TEACHER/.leader-output.json" ]; then
+    # --resume continues with the run's saved config and data; a finished run stops at once.
+    run "$LEADER" train-teacher --resume "$TEACHER"
+else
+    args=(train-teacher --data "$DATA" --model "$LLAMA" --out "$TEACHER" --config "$CONFIGS-teacher.toml"
+        --device "$DEVICE" --dtype "$DTYPE")
+    read -ra teacher_flags <<<"${TEACHER_FLAGS:-}"
+    args+=("${teacher_flags[@]}")
+    run "$LEADER" "${args[@]}"
+fi
 stop_after teacher
 
 # 3. the teacher's hidden states over the training split (the offline KD file).
@@ -123,9 +126,9 @@ student() { # NAME COMMAND [FLAGS...]
     read -ra student_flags <<<"${STUDENT_FLAGS:-}"
     extra+=("${student_flags[@]}")
     if [ "$EXACT" = 1 ]; then extra+=(--set loss.exclude_positive=true); fi
-    if [ -f "$OUT/$name/checkpoint.safetensors" ]; then
-        # --resume keeps the run's saved config; a finished run only re-reads its last state.
-        run "$LEADER" "$command" --data "$DATA" --resume "$OUT/$name" "$@"
+    if [ -f "$OUT/$name/.leader-output.json" ]; then
+        # --resume keeps the run's saved config and data; a finished run only re-reads its last state.
+        run "$LEADER" "$command" --resume "$OUT/$name" "$@"
     else
         run "$LEADER" "$command" --data "$DATA" --out "$OUT/$name" --config "$CONFIGS-student.toml" "${extra[@]}"
     fi
@@ -143,19 +146,23 @@ for name in teacher student-nokd student-kd; do
     extra=()
     if [ "$name" = teacher ]; then flag=--teacher extra=(--device "$DEVICE"); fi
     say "predict + eval: $name"
-    run "$LEADER" predict "$flag" "$OUT/$name" --data "$DATA" --split test --out "$OUT/predictions/$name.jsonl" "${extra[@]}"
-    run "$LEADER" eval --data "$DATA" --split test --predictions "$OUT/predictions/$name.jsonl" --out "$OUT/eval/$name"
+    # Scores are recomputed on every run: --overwrite replaces the earlier ones.
+    run "$LEADER" predict "$flag" "$OUT/$name" --data "$DATA" --split test --out "$OUT/predictions/$name.jsonl" \
+        --overwrite "${extra[@]}"
+    run "$LEADER" eval --data "$DATA" --split test --predictions "$OUT/predictions/$name.jsonl" --out "$OUT/eval/$name" \
+        --overwrite
     metrics+=("$OUT/eval/$name/metrics.json")
 done
 labels=("LEADER(T)" "LEADER(S) w/o KD" "LEADER(S)")
 say "eval: frequency baseline"
-run "$LEADER" eval --data "$DATA" --split test --baseline frequency --out "$OUT/eval/baseline-frequency"
+run "$LEADER" eval --data "$DATA" --split test --baseline frequency --out "$OUT/eval/baseline-frequency" --overwrite
 metrics+=("$OUT/eval/baseline-frequency/metrics.json")
 labels+=("Frequency baseline")
 
 # 6. one table: overall, single-visit and multi-visit patients.
 for group in overall single multi; do
-    run "$LEADER" eval --compare "${metrics[@]}" --labels "${labels[@]}" --group "$group" --out "$OUT/results-$group.md"
+    run "$LEADER" eval --compare "${metrics[@]}" --labels "${labels[@]}" --group "$group" \
+        --out "$OUT/results-$group.md" --overwrite
 done
 say "results: $OUT/results-{overall,single,multi}.md"
 cat "$OUT/results-overall.md"

@@ -50,19 +50,88 @@ fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads a config: `default_toml`, then `args.config`, then `args.set`. Unknown keys are errors
-/// when `T` denies them (all stage configs do).
-pub fn load<T: DeserializeOwned>(default_toml: &str, args: &ConfigArgs) -> Result<T> {
-    let mut table: toml::Table = default_toml.parse().context("parsing the built-in default config")?;
+/// `base` overlaid by `args.config`, then `args.set`, then `flags` (`key=value` assignments made by
+/// [`flag`] from a command's explicit options).
+fn overlay(mut table: toml::Table, args: &ConfigArgs, flags: &[String]) -> Result<toml::Table> {
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let user: toml::Table = text.parse().map_err(|e| anyhow!("{}: {e}", path.display()))?;
         merge(&mut table, user);
     }
-    for assignment in &args.set {
+    for assignment in args.set.iter().chain(flags) {
         apply_set(&mut table, assignment)?;
     }
+    Ok(table)
+}
+
+fn parse_table(text: &str, what: &str) -> Result<toml::Table> {
+    text.parse().map_err(|e| anyhow!("parsing {what}: {e}"))
+}
+
+fn typed<T: DeserializeOwned>(table: toml::Table) -> Result<T> {
     toml::Value::Table(table).try_into().map_err(|e| anyhow!("invalid config: {e}"))
+}
+
+/// Loads a config: `default_toml`, then `args.config`, then `args.set`. Unknown keys are errors
+/// when `T` denies them (all stage configs do).
+pub fn load<T: DeserializeOwned>(default_toml: &str, args: &ConfigArgs) -> Result<T> {
+    resolve(default_toml, args, &[])
+}
+
+/// The one way a stage config is made: the built-in default, then `--config`, then `--set`, then the
+/// command's explicit flags (each as a `key=value` from [`flag`]).
+pub fn resolve<T: DeserializeOwned>(default_toml: &str, args: &ConfigArgs, flags: &[String]) -> Result<T> {
+    typed(overlay(parse_table(default_toml, "the built-in default config")?, args, flags)?)
+}
+
+/// An explicit flag as the `--set` assignment it stands for, the value written as TOML.
+pub fn flag(key: &str, value: impl Into<toml::Value>) -> String {
+    format!("{key}={}", value.into())
+}
+
+/// The config of a resumed run: the run's saved `config.toml`, with `--config`, `--set` and the
+/// flags applied only where they repeat the saved values, or change a key in `may_change` (a longer
+/// run, a moved input). Any other difference is an error naming the key and both values.
+pub fn resume<T: DeserializeOwned>(run: &Path, args: &ConfigArgs, flags: &[String], may_change: &[&str]) -> Result<T> {
+    let path = run.join("config.toml");
+    crate::io::require_file(&path, "the run's saved config (RUN/config.toml)")?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let saved = parse_table(&text, &path.display().to_string())?;
+    let asked = overlay(saved.clone(), args, flags)?;
+    let mut changed = Vec::new();
+    differences("", &saved, &asked, &mut changed);
+    if let Some((key, old, new)) = changed.iter().find(|(key, ..)| !may_change.contains(&key.as_str())) {
+        let shown = |v: &Option<toml::Value>| v.as_ref().map_or("(not set)".to_string(), toml::Value::to_string);
+        bail!(
+            "--resume {}: {key} is {} in the run's saved config but {} on this command line; a resumed run keeps its \
+             config{}. Drop the option, or start a new run with --out",
+            run.display(),
+            shown(old),
+            shown(new),
+            if may_change.is_empty() { String::new() } else { format!(" (only {} may change)", may_change.join(", ")) }
+        );
+    }
+    typed(asked).with_context(|| path.display().to_string())
+}
+
+/// The keys (dotted) whose values differ between two tables, with both values.
+fn differences(
+    prefix: &str,
+    a: &toml::Table,
+    b: &toml::Table,
+    out: &mut Vec<(String, Option<toml::Value>, Option<toml::Value>)>,
+) {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match (a.get(key), b.get(key)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => differences(&path, x, y, out),
+            (x, y) if x != y => out.push((path, x.cloned(), y.cloned())),
+            _ => {}
+        }
+    }
 }
 
 /// Writes the effective config as TOML to `path`, atomically.
@@ -112,6 +181,30 @@ mod tests {
         let args = ConfigArgs { config: None, set: vec!["train.lrr=0.5".into()] };
         let err = load::<Cfg>(DEFAULT, &args).unwrap_err().to_string();
         assert!(err.contains("lrr"), "{err}");
+    }
+
+    #[test]
+    fn flags_apply_after_set_and_quote_strings() {
+        let args = ConfigArgs { config: None, set: vec!["train.lr=0.5".into()] };
+        let flags = [flag("train.lr", 0.25), flag("name", "a = b")];
+        let cfg: Cfg = resolve(DEFAULT, &args, &flags).unwrap();
+        assert_eq!((cfg.train.lr, cfg.name.as_str()), (0.25, "a = b"));
+    }
+
+    #[test]
+    fn resume_allows_repeats_and_listed_keys_and_names_a_contradiction() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), DEFAULT).unwrap();
+        let none = ConfigArgs::default();
+        let same = [flag("train.lr", 0.1), flag("train.epochs", 7)];
+        let cfg: Cfg = resume(dir.path(), &none, &same, &["train.epochs"]).unwrap();
+        assert_eq!((cfg.train.lr, cfg.train.epochs), (0.1, 7));
+        let err = resume::<Cfg>(dir.path(), &none, &[flag("train.lr", 0.2)], &["train.epochs"]).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("train.lr is 0.1") && err.contains("but 0.2"), "{err}");
+        let set = ConfigArgs { config: None, set: vec!["name=y".into()] };
+        let err = resume::<Cfg>(dir.path(), &set, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("name is \"x\"") && err.contains("\"y\""), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! File helpers shared by every stage: atomic writes (temp file or folder + rename), gzip-aware text
 //! readers, and JSON / JSON Lines readers whose errors name the file, line and column.
 
+pub mod output;
 pub mod parallel_lines;
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A sibling temporary path, unique per process, so a crash never leaves a half-written `dest`.
-fn temp_sibling(dest: &Path) -> PathBuf {
+pub(crate) fn temp_sibling(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
@@ -71,6 +72,34 @@ impl Drop for AtomicFile {
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
     f.write_all(bytes).with_context(|| format!("writing {}", dest.display()))?;
+    f.commit()
+}
+
+/// Writes named tensors as a safetensors file at `dest`, atomically, one tensor in memory at a time.
+pub fn write_safetensors(dest: &Path, tensors: &std::collections::HashMap<String, candle_core::Tensor>) -> Result<()> {
+    use safetensors::View;
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for name in &names {
+        let t = &tensors[*name];
+        let end = offset + t.data_len();
+        let entry = serde_json::json!({"dtype": View::dtype(&t), "shape": t.dims(), "data_offsets": [offset, end]});
+        header.insert(name.to_string(), entry);
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header)?;
+    // The format pads the header with spaces to a multiple of 8 bytes.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut f = AtomicFile::create(dest)?;
+    let io = |e: std::io::Error| anyhow::Error::new(e).context(format!("writing {}", dest.display()));
+    f.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    f.write_all(&header).map_err(io)?;
+    for name in names {
+        let t = tensors[name].to_device(&candle_core::Device::Cpu)?.contiguous()?;
+        f.write_all(&View::data(&&t)).map_err(io)?;
+    }
     f.commit()
 }
 
@@ -153,13 +182,17 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line(), e.column(), e))
 }
 
+/// The longest line a JSON Lines reader accepts: a record with a book-length prompt is far shorter,
+/// and a longer line (a file that is not JSON Lines, a runaway export) fails in bounded memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// Iterates over a JSON Lines file, yielding `(line_number, value)`; blank lines are skipped and any
-/// parse error names the file, line and column.
+/// parse error (invalid JSON or UTF-8, a line over [`MAX_LINE_BYTES`]) names the file, line and column.
 pub struct JsonLines<T> {
     path: PathBuf,
     reader: Box<dyn BufRead>,
     line_no: usize,
-    buf: String,
+    buf: Vec<u8>,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -169,9 +202,20 @@ impl<T: DeserializeOwned> JsonLines<T> {
             path: path.to_path_buf(),
             reader: open_text(path)?,
             line_no: 0,
-            buf: String::new(),
+            buf: Vec::new(),
             _t: Default::default(),
         })
+    }
+
+    fn parse_line(&self) -> Result<T> {
+        let at = |column: usize| format!("{}:{}:{column}", self.path.display(), self.line_no);
+        if self.buf.len() > MAX_LINE_BYTES {
+            bail!("{}: line longer than {} MiB; expected one JSON record per line", at(1), MAX_LINE_BYTES >> 20);
+        }
+        let text = std::str::from_utf8(&self.buf).map_err(|e| {
+            anyhow::anyhow!("{}: invalid UTF-8 (byte {})", at(e.valid_up_to() + 1), e.valid_up_to() + 1)
+        })?;
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", at(e.column())))
     }
 }
 
@@ -182,16 +226,17 @@ impl<T: DeserializeOwned> Iterator for JsonLines<T> {
         loop {
             self.buf.clear();
             self.line_no += 1;
-            match self.reader.read_line(&mut self.buf) {
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            match (&mut self.reader).take(limit).read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
-                Ok(_) if self.buf.trim().is_empty() => continue,
-                Ok(_) => {
-                    return Some(serde_json::from_str(&self.buf).map(|v| (self.line_no, v)).map_err(|e| {
-                        anyhow::anyhow!("{}:{}:{}: {}", self.path.display(), self.line_no, e.column(), e)
-                    }))
-                }
+                Ok(_) if self.buf.trim_ascii().is_empty() => continue,
+                Ok(_) => return Some(self.parse_line().map(|v| (self.line_no, v))),
                 Err(e) => {
-                    return Some(Err(anyhow::anyhow!("{}:{}: read error: {e}", self.path.display(), self.line_no)))
+                    return Some(Err(anyhow::Error::new(e).context(format!(
+                        "{}:{}: reading the file",
+                        self.path.display(),
+                        self.line_no
+                    ))))
                 }
             }
         }
@@ -201,6 +246,51 @@ impl<T: DeserializeOwned> Iterator for JsonLines<T> {
 /// Reads every line of a JSON Lines file.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     JsonLines::open(path)?.map(|r| r.map(|(_, v)| v)).collect()
+}
+
+/// A training run's `train_log.jsonl`, rewritten whole (atomically) at each checkpoint. Entries are
+/// kept as their JSON text, so a resumed run rewrites the lines before its checkpoint byte for byte
+/// (parsing and re-printing a float can change its last digit).
+pub struct TrainLog {
+    path: PathBuf,
+    lines: Vec<String>,
+}
+
+impl TrainLog {
+    /// An empty log that will be written to `path`.
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), lines: Vec::new() }
+    }
+
+    /// The log at `path` (empty if there is none), keeping the entries (0-based index, value) for
+    /// which `keep` holds: those written after the checkpoint being resumed are dropped.
+    pub fn resume(path: &Path, keep: impl Fn(usize, &serde_json::Value) -> bool) -> Result<Self> {
+        let mut log = Self::new(path);
+        if !path.exists() {
+            return Ok(log);
+        }
+        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), i + 1, e.column()))?;
+            if keep(i, &value) {
+                log.lines.push(line.to_string());
+            }
+        }
+        Ok(log)
+    }
+
+    pub fn push<T: Serialize>(&mut self, entry: &T) -> Result<()> {
+        self.lines.push(serde_json::to_string(entry)?);
+        Ok(())
+    }
+
+    /// Writes the whole log.
+    pub fn save(&self) -> Result<()> {
+        let mut text = self.lines.join("\n");
+        text.push('\n');
+        write_atomic(&self.path, if self.lines.is_empty() { b"" } else { text.as_bytes() })
+    }
 }
 
 /// Fails with a message naming `path` unless it exists.

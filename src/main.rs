@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use std::process::ExitCode;
 use leader::{data, demo, eval, predict, progress, student, teacher};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(

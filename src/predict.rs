@@ -4,6 +4,7 @@
 use crate::data::record::split_path;
 use crate::data::vocab::Vocab;
 use crate::eval::predictions::PredictionWriter;
+use crate::io::output::{OutputFile, OutputKind};
 use crate::io::AtomicFile;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -28,9 +29,12 @@ pub struct PredictArgs {
     /// A records file (JSON Lines), e.g. an exported cohort from `preprocess --no-split`.
     #[arg(long, required_unless_present = "data")]
     pub records: Option<PathBuf>,
-    /// Output file.
+    /// Output file (new, or an earlier prediction with --overwrite); its config goes to FILE.config.toml.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier output of `leader predict` at --out.
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long, value_enum, default_value_t = PredictFormat::Jsonl)]
     pub format: PredictFormat,
     /// Drugs per record in the CSV format.
@@ -65,7 +69,8 @@ impl PredictArgs {
 }
 
 /// What was scored, written as `OUT.config.toml`; `leader eval` reads `model_kind` from it to pick
-/// the model's threshold.
+/// the model's threshold, and `vocab_fingerprint` to check that the probabilities are in its data
+/// folder's medication order.
 #[derive(Serialize)]
 struct PredictMeta<'a> {
     model_kind: &'a str,
@@ -74,9 +79,18 @@ struct PredictMeta<'a> {
     format: PredictFormat,
     top_k: usize,
     records_scored: usize,
+    vocab_fingerprint: String,
+}
+
+/// What a sink wrote.
+pub struct Scored {
+    pub records: usize,
+    /// The fingerprint of the vocabulary whose medication order the probabilities follow.
+    pub vocab_fingerprint: String,
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let out = OutputFile::create(&args.out, OutputKind::Predict, args.overwrite)?;
     let (kind, run_dir, scored) = match (&args.model, &args.teacher) {
         (_, Some(teacher)) => ("teacher", teacher, crate::teacher::predict::run(args)?),
         (Some(model), None) => ("student", model, crate::student::predict::run(args)?),
@@ -88,35 +102,59 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         records: args.records_path()?,
         format: args.format,
         top_k: args.top_k,
-        records_scored: scored,
+        records_scored: scored.records,
+        vocab_fingerprint: scored.vocab_fingerprint,
     };
-    crate::config::save(&meta, &crate::config::sidecar_path(&args.out))?;
-    crate::progress::say(format!("predict: {scored} records scored by the {kind} -> {}", args.out.display()));
+    out.commit(&meta)?;
+    crate::progress::say(format!("predict: {} records scored by the {kind} -> {}", scored.records, args.out.display()));
     Ok(())
 }
 
-/// Receives probabilities record by record and writes them in the chosen format, atomically.
-pub enum PredictionSink {
+/// Receives probabilities record by record, checks them and writes them in the chosen format,
+/// atomically.
+pub struct PredictionSink {
+    format: Sink,
+    vocab: Vocab,
+    records: PathBuf,
+    written: usize,
+}
+
+enum Sink {
     Jsonl(PredictionWriter),
-    Csv { file: AtomicFile, vocab: Vocab, top_k: usize, count: usize },
+    Csv { file: AtomicFile, top_k: usize },
 }
 
 impl PredictionSink {
     pub fn create(args: &PredictArgs, vocab: &Vocab) -> Result<Self> {
-        Ok(match args.format {
-            PredictFormat::Jsonl => Self::Jsonl(PredictionWriter::create(&args.out)?),
+        let format = match args.format {
+            PredictFormat::Jsonl => Sink::Jsonl(PredictionWriter::create(&args.out)?),
             PredictFormat::Csv => {
                 let mut file = AtomicFile::create(&args.out)?;
                 writeln!(file, "subject_id,rank,atc_code,atc_name,probability")?;
-                Self::Csv { file, vocab: vocab.clone(), top_k: args.top_k, count: 0 }
+                Sink::Csv { file, top_k: args.top_k }
             }
-        })
+        };
+        Ok(Self { format, vocab: vocab.clone(), records: args.records_path()?, written: 0 })
     }
 
+    /// Writes one record's probabilities; a non-finite one (a model with broken weights) fails the
+    /// whole output.
     pub fn write(&mut self, subject_id: u64, probabilities: &[f32]) -> Result<()> {
-        match self {
-            Self::Jsonl(w) => w.write(subject_id, probabilities),
-            Self::Csv { file, vocab, top_k, count } => {
+        if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
+            bail!(
+                "the model gave probability {} for {} on record {} of {}: its weights hold NaN or infinite values; \
+                 nothing was written",
+                probabilities[i],
+                self.vocab.medications.get(i).map_or("?", |m| m.code.as_str()),
+                self.written + 1,
+                self.records.display()
+            );
+        }
+        self.written += 1;
+        let vocab = &self.vocab;
+        match &mut self.format {
+            Sink::Jsonl(w) => w.write(subject_id, probabilities),
+            Sink::Csv { file, top_k } => {
                 let mut order: Vec<usize> = (0..probabilities.len()).collect();
                 order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
                 for (rank, &i) in order.iter().take(*top_k).enumerate() {
@@ -125,20 +163,19 @@ impl PredictionSink {
                     writeln!(file, "{subject_id},{},{},\"{name}\",{}", rank + 1, entry.code, probabilities[i])
                         .context("writing predictions CSV")?;
                 }
-                *count += 1;
                 Ok(())
             }
         }
     }
 
-    /// Commits the output; returns the number of records written.
-    pub fn finish(self) -> Result<usize> {
-        match self {
-            Self::Jsonl(w) => w.finish(),
-            Self::Csv { file, count, .. } => {
-                file.commit()?;
-                Ok(count)
+    /// Commits the output.
+    pub fn finish(self) -> Result<Scored> {
+        match self.format {
+            Sink::Jsonl(w) => {
+                w.finish()?;
             }
+            Sink::Csv { file, .. } => file.commit()?,
         }
+        Ok(Scored { records: self.written, vocab_fingerprint: self.vocab.fingerprint() })
     }
 }

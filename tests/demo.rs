@@ -34,8 +34,27 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     leader::progress::set_quiet(true);
-    run(&DemoArgs { out: out.clone(), patients: 150, seed: 3, teacher_steps: 4, student_epochs: 1, max_tokens: 96 })
-        .unwrap();
+    let args = DemoArgs {
+        out: out.clone(),
+        patients: 150,
+        seed: 3,
+        teacher_steps: 4,
+        student_epochs: 1,
+        max_tokens: 96,
+        overwrite: false,
+    };
+    run(&args).unwrap();
+
+    // Everything the demo wrote is recorded as its own, so --overwrite can replace all of it.
+    let marker = read_json(&out.join(leader::io::output::MARKER));
+    let recorded: Vec<&str> = marker["entries"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with('.') || recorded.contains(&name.as_str()), "{name} is not recorded in the marker");
+    }
+    assert_eq!(marker["complete"], true);
+    let err = run(&args).unwrap_err().to_string();
+    assert!(err.contains("already holds an output of `leader demo`"), "{err}");
 
     for stage_output in [
         "raw/ADMISSIONS.csv.gz",

@@ -47,6 +47,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
         seed: 7,
         data: Some(data.clone()),
         tokenizer_vocab: 300,
+        overwrite: false,
     };
     init_model(&init).unwrap();
     let teacher = dir.join("teacher");
@@ -81,6 +82,7 @@ fn export(teacher: &Path, data: &Path, out: &Path) {
         batch_size: 8,
         device: "cpu".into(),
         dtype: "f32".into(),
+        overwrite: false,
     };
     export_hidden(&args).unwrap();
 }
@@ -96,7 +98,14 @@ fn config() -> StudentConfig {
 }
 
 fn options(data: &Path, run: &Path, teacher: TeacherSource, resume: bool) -> TrainOptions {
-    TrainOptions { data_dir: data.to_path_buf(), run_dir: run.to_path_buf(), config: config(), teacher, resume }
+    TrainOptions {
+        data_dir: data.to_path_buf(),
+        run_dir: run.to_path_buf(),
+        config: config(),
+        teacher,
+        resume,
+        overwrite: false,
+    }
 }
 
 fn weights(path: &Path) -> HashMap<String, Tensor> {
@@ -164,7 +173,8 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     assert_eq!((to.device.as_str(), to.dtype.as_str()), ("cpu", "f32"));
     let resume = DistillArgs {
         common: CommonTrainArgs {
-            data: data.clone(),
+            // The run's own data folder: resume needs no --data.
+            data: None,
             resume: Some(run_online.clone()),
             epochs: Some(2),
             ..Default::default()
@@ -184,7 +194,7 @@ fn teachers_that_do_not_fit_are_clear_errors() {
     let (data, teacher, _) = data_and_teacher(dir.path());
 
     // Neither flag: distill has no teacher.
-    let common = CommonTrainArgs { data: data.clone(), out: Some(dir.path().join("none")), ..Default::default() };
+    let common = CommonTrainArgs { data: Some(data.clone()), out: Some(dir.path().join("none")), ..Default::default() };
     let err = run_distill(&DistillArgs { common, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("--teacher RUN") && err.contains("--teacher-cache FILE"), "{err}");
 

@@ -87,6 +87,7 @@ fn teacher_sidecar_selects_the_inclusive_half_threshold_and_flags_override() {
 
     // --threshold keeps the teacher's >= rule; --model-kind student switches the rule.
     let mut a = args(&data, &predictions, &out);
+    a.overwrite = true;
     a.threshold = Some(0.6);
     a.rounds = Some(3);
     run(&a).unwrap();
@@ -114,13 +115,14 @@ fn bad_predictions_are_named_by_line() {
     let all = format!("{}{}{}{}", ok(1), ok(2), ok(3), ok(4));
 
     let err = error_for(&format!("{}{}{}", ok(1), ok(2), ok(4)));
-    assert!(err.contains("no prediction for 1 of the 4 records") && err.contains("subject_ids 3"), "{err}");
+    assert!(err.contains("no prediction for 1 of the 4 records") && err.contains("(lines 3)"), "{err}");
 
     let err = error_for(&format!("{all}{}", ok(2)));
-    assert!(err.contains("p.jsonl:5: second prediction for subject_id 2 (first at line 2)"), "{err}");
+    assert!(err.contains("p.jsonl:5: a second prediction for the record at line 2 of"), "{err}");
+    assert!(err.contains("(the first is at line 2)"), "{err}");
 
     let err = error_for(&format!("{all}{}", ok(9)));
-    assert!(err.contains("p.jsonl:5: subject_id 9 is not a record of"), "{err}");
+    assert!(err.contains("p.jsonl:5: its subject_id is not that of any record in"), "{err}");
 
     let err = error_for(&format!("{}\n{}{}", ok(1), "{\"subject_id\": 2, \"probabilities\": [0.1, 0.2]}\n", ok(3)));
     assert!(err.contains("p.jsonl:3: expected 4 probabilities") && err.contains("found 2"), "{err}");

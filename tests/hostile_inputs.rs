@@ -5,6 +5,8 @@
 mod hostile_inputs {
     pub mod outputs;
     pub mod preprocess;
+    pub mod resume;
+    pub mod scoring;
     pub mod support;
     pub mod teacher;
 }

@@ -121,7 +121,7 @@ fn cohort_records_follow_time_order_profile_and_prompt() {
     let raw = cohort(dir.path());
     let out = dir.path().join("out");
     let cfg = PreprocessConfig::default_for(Source::Mimic3);
-    let stats = preprocess(&cfg, &inputs(dir.path(), raw), &out).unwrap();
+    let stats = preprocess(&cfg, &inputs(dir.path(), raw), &out, false).unwrap();
 
     let records = all_records(&out);
     assert_eq!(records.iter().map(|r| r.subject_id).collect::<Vec<_>>(), [1, 2], "patient 3 has no procedures");
@@ -185,7 +185,7 @@ fn cohort_hadm_order_top_n_and_reference_min_visits() {
     let out = dir.path().join("out");
     let mut cfg = PreprocessConfig::default_for(Source::Mimic3);
     cfg.visit_order = VisitOrder::HadmId;
-    let stats = preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out).unwrap();
+    let stats = preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out, false).unwrap();
     let p1 = &all_records(&out)[0];
     assert_eq!(p1.visits.iter().map(|v| v.hadm_id).collect::<Vec<_>>(), [11, 12, 13]);
     assert_eq!(p1.labels, ["N02B"]);
@@ -193,7 +193,7 @@ fn cohort_hadm_order_top_n_and_reference_min_visits() {
 
     // Top-1 medication = N02B (3 rows): admissions 11 (A02B only) and 21 (B01A only) lose all drugs.
     cfg.medications.top_n = 1;
-    let stats = preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out).unwrap();
+    let stats = preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out, true).unwrap();
     let records = all_records(&out);
     assert_eq!(records.iter().map(|r| r.subject_id).collect::<Vec<_>>(), [1]);
     assert_eq!(records[0].visits.iter().map(|v| v.hadm_id).collect::<Vec<_>>(), [12, 13]);
@@ -206,7 +206,7 @@ fn cohort_hadm_order_top_n_and_reference_min_visits() {
     // min_visits = 2 keeps patient 1 only (3 admissions with prescriptions; patients 2 and 3 have one).
     cfg.medications.top_n = 300;
     cfg.min_visits = 2;
-    let stats = preprocess(&cfg, &inputs(dir.path(), raw), &out).unwrap();
+    let stats = preprocess(&cfg, &inputs(dir.path(), raw), &out, true).unwrap();
     assert_eq!((stats.patients, stats.visits), (1, 3));
     assert_eq!(step(&stats, "min_visits = 2").dropped.values().sum::<usize>(), 4, "rows 9, 10, 11, 12");
 }
@@ -223,7 +223,7 @@ fn cohort_split_is_by_patient_and_seeded() {
     cfg.split.valid = 0.0;
     cfg.split.mode = SplitMode::Sequential;
     let out = dir.path().join("out");
-    let stats = preprocess(&cfg, &inp, &out).unwrap();
+    let stats = preprocess(&cfg, &inp, &out, false).unwrap();
     let ids = |s: &str| {
         read_records(&out.join(format!("{s}.jsonl"))).unwrap().iter().map(|r| r.subject_id).collect::<Vec<_>>()
     };
@@ -238,7 +238,7 @@ fn cohort_reused_vocab_drops_and_counts_outside_codes() {
     let raw = cohort(dir.path());
     let out = dir.path().join("out");
     let cfg = PreprocessConfig::default_for(Source::Mimic3);
-    preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out).unwrap();
+    preprocess(&cfg, &inputs(dir.path(), raw.clone()), &out, false).unwrap();
     let mut vocab = Vocab::load(&out.join("vocab.json")).unwrap();
     // Remove B01A and diagnosis 25000; allow only "Private" insurance.
     vocab.medications.retain(|e| e.code != "B01A");
@@ -250,7 +250,7 @@ fn cohort_reused_vocab_drops_and_counts_outside_codes() {
     let mut inp = inputs(dir.path(), raw);
     inp.vocab = Some(vocab_path.clone());
     let scored = dir.path().join("scored");
-    let stats = preprocess(&cfg, &inp, &scored).unwrap();
+    let stats = preprocess(&cfg, &inp, &scored, false).unwrap();
     let oov = stats.out_of_vocab.clone().unwrap();
     // B01A rows after dedupe: h12 and h21 → 2; 25000 appears once (h12); procedures all known.
     assert_eq!((oov.medications, oov.diagnoses, oov.procedures), (2, 1, 0));
@@ -281,7 +281,7 @@ fn ndc_rxcui_pair_maps_like_the_reference() {
         rxcui_atc: dir.path().join("RXCUI2atc4.csv"),
     };
     let out = dir.path().join("out");
-    let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inp, &out).unwrap();
+    let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inp, &out, false).unwrap();
     let records = all_records(&out);
     assert_eq!(records[0].visits.iter().map(|v| v.hadm_id).collect::<Vec<_>>(), [13, 12]);
     assert_eq!(records[0].labels, ["B01A", "N02B"], "target 12: h11 lost its only drug");
@@ -295,7 +295,7 @@ fn whitelist_keeps_only_listed_codes() {
     let mut inp = inputs(dir.path(), raw);
     inp.med_whitelist = Some(write(dir.path(), "allowed.txt", "# ATC codes with SMILES\nN02BE01\nA02B\n"));
     let out = dir.path().join("out");
-    preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inp, &out).unwrap();
+    preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inp, &out, false).unwrap();
     let vocab = Vocab::load(&out.join("vocab.json")).unwrap();
     assert_eq!(vocab.medications.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(), ["N02B", "A02B"]);
 }
@@ -305,10 +305,14 @@ fn missing_column_names_file_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     write(&raw, "PROCEDURES_ICD.csv", "row_id,subject_id,hadm,seq_num,icd9_code\n1,1,12,1,3893\n");
-    let err =
-        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
+    let err = preprocess(
+        &PreprocessConfig::default_for(Source::Mimic3),
+        &inputs(dir.path(), raw),
+        &dir.path().join("out"),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("PROCEDURES_ICD.csv") && err.contains("missing column hadm_id"), "{err}");
     assert!(!dir.path().join("out").exists(), "no output after a failure");
 }
@@ -318,10 +322,14 @@ fn missing_table_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     std::fs::remove_file(raw.join("PATIENTS.csv")).unwrap();
-    let err =
-        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
+    let err = preprocess(
+        &PreprocessConfig::default_for(Source::Mimic3),
+        &inputs(dir.path(), raw),
+        &dir.path().join("out"),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("PATIENTS") && err.contains("PATIENTS.csv.gz"), "{err}");
 }
 
@@ -332,10 +340,14 @@ fn truncated_gzip_is_an_error_naming_the_file() {
     let gz = raw.join("ADMISSIONS.csv.gz");
     let bytes = std::fs::read(&gz).unwrap();
     std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
-    let err =
-        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
+    let err = preprocess(
+        &PreprocessConfig::default_for(Source::Mimic3),
+        &inputs(dir.path(), raw),
+        &dir.path().join("out"),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("ADMISSIONS.csv.gz") && err.contains("truncated or corrupt gzip"), "{err}");
 }
 
@@ -350,7 +362,8 @@ fn garbage_rows_are_counted_with_file_and_line() {
         "row_id,subject_id,hadm_id,seq_num,icd9_code\n1,1,12,1,4019\n2,1,garbage,1,4280\n3,zz,13,1,5849\n4,1,11,1,4280\n5,1,13,1,4019\n6,2,21,1,4019\n",
     );
     let out = dir.path().join("out");
-    let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &out).unwrap();
+    let stats =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &out, false).unwrap();
     assert_eq!(stats.bad_rows.per_file["DIAGNOSES_ICD.csv"], 2);
     let lines: Vec<(usize, &str)> = stats.bad_rows.listed.iter().map(|b| (b.line, b.column.as_str())).collect();
     assert_eq!(lines, [(3, "hadm_id"), (4, "subject_id")]);
@@ -364,10 +377,14 @@ fn emptying_step_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let raw = cohort(dir.path());
     write(dir.path(), "drug_map.csv", "ndc,atc\nnothing,N02BE01\n");
-    let err =
-        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &inputs(dir.path(), raw), &dir.path().join("out"))
-            .unwrap_err()
-            .to_string();
+    let err = preprocess(
+        &PreprocessConfig::default_for(Source::Mimic3),
+        &inputs(dir.path(), raw),
+        &dir.path().join("out"),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("map ndc to ATC") && err.contains("ndc not in the drug map"), "{err}");
 }
 
@@ -412,7 +429,8 @@ fn shared_data_demo_golden_counts() {
     let Some((demo, aux)) = demo_dirs() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let stats = preprocess(&PreprocessConfig::default_for(Source::Mimic3), &demo_inputs(&demo, &aux), &out).unwrap();
+    let stats =
+        preprocess(&PreprocessConfig::default_for(Source::Mimic3), &demo_inputs(&demo, &aux), &out, false).unwrap();
     assert_eq!(
         (stats.visits, stats.patients, stats.single_visit_patients, stats.multi_visit_patients),
         (107, 82, 71, 11)
@@ -420,7 +438,12 @@ fn shared_data_demo_golden_counts() {
     let read = step(&stats, "PRESCRIPTIONS.csv.gz: read");
     assert_eq!((read.rows_in, read.dropped["empty gsn"]), (10_398, 1_276));
     assert_eq!(step(&stats, "map gsn to ATC").dropped["gsn not in the drug map"], 91);
-    assert_eq!(stats.bad_rows.total, 0);
+    // The two rows of the ethos map whose "ATC" value is no ATC code (T127 and T103, GSNs the demo
+    // never prescribes) are counted.
+    let bad: Vec<(&str, &str, &str)> =
+        stats.bad_rows.listed.iter().map(|b| (b.file.as_str(), b.column.as_str(), b.value.as_str())).collect();
+    let map = "ethos_gsn_atc_ndc_mapping.csv.gz";
+    assert_eq!(bad, [(map, "atc", "T127"), (map, "atc", "T103")]);
     let records = all_records(&out);
     assert_eq!(records.len(), 82);
     // Splits: floor(0.8·82) = 65, floor(0.1·82) = 8, 9.
@@ -451,7 +474,7 @@ fn shared_data_demo_min_visits_2_reproduces_the_reference_filter() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = PreprocessConfig::default_for(Source::Mimic3);
     cfg.min_visits = 2;
-    let stats = preprocess(&cfg, &demo_inputs(&demo, &aux), &dir.path().join("out")).unwrap();
+    let stats = preprocess(&cfg, &demo_inputs(&demo, &aux), &dir.path().join("out"), false).unwrap();
     assert_eq!((stats.visits, stats.patients, stats.single_visit_patients), (38, 13, 2));
 }
 
@@ -461,11 +484,11 @@ fn shared_data_demo_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = PreprocessConfig::default_for(Source::Mimic3);
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    preprocess(&cfg, &demo_inputs(&demo, &aux), &a).unwrap();
-    preprocess(&cfg, &demo_inputs(&demo, &aux), &b).unwrap();
+    preprocess(&cfg, &demo_inputs(&demo, &aux), &a, false).unwrap();
+    preprocess(&cfg, &demo_inputs(&demo, &aux), &b, false).unwrap();
     let mut names: Vec<_> = std::fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     for name in names {
         assert_eq!(std::fs::read(a.join(&name)).unwrap(), std::fs::read(b.join(&name)).unwrap(), "{name:?} differs");
     }
@@ -529,7 +552,7 @@ fn mimic4_cohort_tags_icd_versions_and_uses_anchor_age() {
     };
     let out = dir.path().join("out");
     let mut cfg = PreprocessConfig::default_for(Source::Mimic4);
-    let stats = preprocess(&cfg, &inp, &out).unwrap();
+    let stats = preprocess(&cfg, &inp, &out, false).unwrap();
     assert_eq!((stats.patients, stats.visits, stats.source.as_str()), (1, 2, "mimic4"));
     let r = &read_records(&out.join("records.jsonl")).unwrap()[0];
     assert_eq!(r.visits[1].diagnoses, ["ICD10:I10", "ICD9:4019"]);
@@ -561,7 +584,7 @@ fn mimic4_cohort_tags_icd_versions_and_uses_anchor_age() {
 
     // The reference's untagged codes.
     cfg.icd.mimic4_version_prefix = false;
-    preprocess(&cfg, &inp, &out).unwrap();
+    preprocess(&cfg, &inp, &out, true).unwrap();
     let r = &read_records(&out.join("records.jsonl")).unwrap()[0];
     assert_eq!(r.visits[1].diagnoses, ["I10", "4019"]);
 }

@@ -99,7 +99,7 @@ fn check_flavor(flavor: Flavor, source: Source) {
     let mut synth = SynthConfig::default_config();
     synth.flavor = flavor;
     synth.patients = 300;
-    write_cohort(&synth, &raw).unwrap();
+    write_cohort(&synth, &raw, false).unwrap();
     let tables = if source == Source::Mimic4 { raw.join("hosp") } else { raw.clone() };
     let want = expected(&raw, &tables);
 
@@ -116,7 +116,7 @@ fn check_flavor(flavor: Flavor, source: Source) {
         no_split: true,
     };
     let out = dir.path().join("out");
-    let stats = preprocess(&cfg, &inputs, &out).unwrap();
+    let stats = preprocess(&cfg, &inputs, &out, false).unwrap();
 
     let singles = want.visits.values().filter(|v| v.len() == 1).count();
     let n_visits: usize = want.visits.values().map(Vec::len).sum();

@@ -23,7 +23,7 @@ fn small_config(epochs: usize) -> StudentConfig {
 }
 
 fn options(data: &Path, run: &Path, config: StudentConfig, teacher: TeacherSource, resume: bool) -> TrainOptions {
-    TrainOptions { data_dir: data.to_path_buf(), run_dir: run.to_path_buf(), config, teacher, resume }
+    TrainOptions { data_dir: data.to_path_buf(), run_dir: run.to_path_buf(), config, teacher, resume, overwrite: false }
 }
 
 fn tensors(path: &Path) -> HashMap<String, Vec<f32>> {
@@ -143,6 +143,7 @@ fn predict_args(run: &Path, out: &Path) -> PredictArgs {
         top_k: 3,
         batch_size: None,
         device: "cpu".into(),
+        overwrite: false,
     }
 }
 

@@ -67,7 +67,7 @@ fn cohort(flavor: Flavor, patients: usize, seed: u64) -> (tempfile::TempDir, Pat
     cfg.seed = seed;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("cohort");
-    let summary = write_cohort(&cfg, &out).unwrap();
+    let summary = write_cohort(&cfg, &out, false).unwrap();
     assert_eq!(summary.patients, patients);
     (tmp, out)
 }
@@ -114,7 +114,10 @@ fn files(dir: &Path) -> Vec<String> {
 fn mimic3_files_and_headers_are_exactly_the_mimic_layout() {
     let (_tmp, out) = cohort(Flavor::Mimic3, 150, 1);
     let mut expected: Vec<String> = MIMIC3_LAYOUT.iter().map(|(t, _)| format!("{t}.csv.gz")).collect();
-    expected.extend(["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml"].map(String::from));
+    expected.extend(
+        ["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml", leader::io::output::MARKER]
+            .map(String::from),
+    );
     expected.sort();
     assert_eq!(files(&out), expected);
     for (table, columns) in MIMIC3_LAYOUT {
@@ -131,7 +134,10 @@ fn mimic3_files_and_headers_are_exactly_the_mimic_layout() {
 fn mimic4_files_and_headers_are_exactly_the_mimic_layout() {
     let (_tmp, out) = cohort(Flavor::Mimic4, 150, 1);
     let mut expected: Vec<String> = MIMIC4_LAYOUT.iter().map(|(t, _)| format!("hosp/{t}.csv.gz")).collect();
-    expected.extend(["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml"].map(String::from));
+    expected.extend(
+        ["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml", leader::io::output::MARKER]
+            .map(String::from),
+    );
     expected.sort();
     assert_eq!(files(&out), expected);
     for (table, columns) in MIMIC4_LAYOUT {
@@ -348,6 +354,7 @@ fn cli_flags_override_the_config_and_the_effective_config_is_saved() {
         patients: Some(60),
         seed: Some(9),
         out: out.clone(),
+        overwrite: false,
         config: ConfigArgs { config: None, set: vec!["patients=5".into(), "drugs.ndc_empty_share=0.5".into()] },
     };
     run(&args).unwrap();

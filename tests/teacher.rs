@@ -81,6 +81,7 @@ fn tiny_model(dir: &Path, data: Option<&Path>) {
         seed: 7,
         data: data.map(Path::to_path_buf),
         tokenizer_vocab: 400,
+        overwrite: false,
     };
     init_model(&args).unwrap();
 }
@@ -179,6 +180,8 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
     let meta = TeacherMeta {
         base_model: model_dir.to_str().unwrap().into(),
         revision: None,
+        base_seed: 0,
+        base_fingerprint: base.fingerprint().unwrap(),
         max_tokens: 128,
         hidden_size: 64,
         num_medications: 8,
@@ -287,6 +290,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         top_k: 10,
         batch_size: Some(5),
         device: "cpu".into(),
+        overwrite: false,
     };
     leader::predict::run(&pargs).unwrap();
     let preds: Vec<Prediction> = leader::io::read_jsonl(&pred_out).unwrap();
@@ -311,6 +315,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         batch_size: 7,
         device: "cpu".into(),
         dtype: "f32".into(),
+        overwrite: false,
     };
     export_hidden(&eargs).unwrap();
     let cache = TeacherCache::load(&cache_path).unwrap();
@@ -339,13 +344,15 @@ fn resumed_training_is_bit_identical() {
         "train.grad_accum=2",
         "train.eval_every=2",
         "train.checkpoint_every=2",
-        "train.log_every=1",
+        // Logged every 2 steps and stopped after 3: the mean at step 4 spans the interruption.
+        "train.log_every=2",
     ];
     let (straight, split) = (tmp.path().join("straight"), tmp.path().join("split"));
     train_teacher(&train_args(&data, &model, &straight, 5, &sets)).unwrap();
     let first = TrainTeacherArgs { stop_after_steps: Some(3), ..train_args(&data, &model, &split, 5, &sets) };
     assert_eq!(train_teacher(&first).unwrap().steps, 3);
-    let again = TrainTeacherArgs { resume: true, ..train_args(&data, &model, &split, 5, &sets) };
+    // Resume takes the run's saved config and data: no other flag.
+    let again = TrainTeacherArgs { resume: Some(split.clone()), ..Default::default() };
     assert_eq!(train_teacher(&again).unwrap().steps, 5);
     let best_meta = |dir: &Path| std::fs::read_to_string(dir.join("best/teacher.json")).unwrap();
     assert_eq!(best_meta(&straight), best_meta(&split));
@@ -366,13 +373,8 @@ fn resumed_training_is_bit_identical() {
             );
         }
     }
-    let log = |dir: &Path| -> Vec<serde_json::Value> {
-        let mut entries: Vec<serde_json::Value> = leader::io::read_jsonl(&dir.join("train_log.jsonl")).unwrap();
-        entries.iter_mut().for_each(|e| {
-            e.as_object_mut().unwrap().remove("tokens_per_s");
-        });
-        entries
-    };
+    // The logs are byte-identical, the loss means spanning the interruption included.
+    let log = |dir: &Path| std::fs::read_to_string(dir.join("train_log.jsonl")).unwrap();
     assert_eq!(log(&straight), log(&split));
-    assert_eq!(log(&split).iter().filter(|e| e["kind"] == "train").count(), 5);
+    assert_eq!(log(&split).lines().filter(|l| l.contains("\"kind\":\"train\"")).count(), 3);
 }

@@ -5,6 +5,7 @@
 pub mod plot;
 pub mod report;
 
+use crate::io::output::{OutputKind, RunDir};
 use crate::progress::say;
 use anyhow::{Context, Result};
 use clap::{Args, FromArgMatches, Parser};
@@ -14,9 +15,12 @@ use std::time::Instant;
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Folder for every stage's output and the report.
+    /// Folder for every stage's output and the report (new or empty).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier demo at --out (only the demo's own files; anything else there makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Patients in the synthetic cohort.
     #[arg(long, default_value_t = 2000)]
     pub patients: usize,
@@ -41,6 +45,28 @@ pub const MODELS: [(&str, &str); 5] = [
     ("student-kd", "LEADER(S) KD"),
     ("student-kd-align", "LEADER(S) KD + align"),
     ("baseline-frequency", "Frequency baseline"),
+];
+
+/// Everything the demo writes at the top of its folder (recorded as its own before it is written, so
+/// `--overwrite` can replace a demo that was interrupted).
+const ENTRIES: [&str; 17] = [
+    "raw",
+    "data",
+    "teacher-base",
+    "teacher",
+    "teacher-cache.safetensors",
+    "teacher-cache.safetensors.config.toml",
+    "student-nokd",
+    "student-kd",
+    "student-kd-align",
+    "predictions",
+    "eval",
+    "latency",
+    "stage_times.json",
+    "report.md",
+    "teacher_curves.png",
+    "student_prauc.png",
+    "student_loss.png",
 ];
 
 /// Wall time of one stage, for the report's efficiency section.
@@ -100,8 +126,11 @@ fn argv(parts: &[&str]) -> Vec<String> {
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     use crate::{data, eval, predict, student, teacher};
-    let out = &args.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut run = RunDir::create(&args.out, OutputKind::Demo, args.overwrite)?;
+    for name in ENTRIES {
+        run.entry(name)?;
+    }
+    let out = &run.path().to_path_buf();
     let raw = out.join("raw");
     let data_dir = out.join("data");
     let base = out.join("teacher-base");
@@ -237,6 +266,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let latency = report::measure_latency(out, &data_dir)?;
     crate::io::write_json(&out.join("stage_times.json"), &p.times)?;
     let report = report::write(out, &p.times, &latency)?;
+    run.finish()?;
     say(format!(
         "\n{report}\ndemo finished in {:.0} s; report: {}",
         total.elapsed().as_secs_f64(),

@@ -39,7 +39,9 @@ pub fn measure_latency(out: &Path, data_dir: &Path) -> Result<Vec<Latency>> {
                 [flag, &out.join(model).display().to_string(), "--records", &one.display().to_string()]
                     .iter()
                     .map(|s| s.to_string())
-                    .chain(["--out".to_string(), dir.join(format!("{model}.jsonl")).display().to_string()])
+                    // Each timed run replaces the one before it.
+                    .chain(["--overwrite".to_string(), "--out".to_string()])
+                    .chain([dir.join(format!("{model}.jsonl")).display().to_string()])
                     .collect();
             let args: crate::predict::PredictArgs = super::parse(&argv)?;
             let quiet = crate::progress::is_quiet();

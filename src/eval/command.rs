@@ -15,6 +15,7 @@ use crate::eval::report::{build_report, MetricsReport};
 use crate::eval::resample::ResampleOptions;
 use crate::eval::scoring::{read_targets, Outcome, Scorer, Target};
 use crate::eval::table::{compare_table, group_table};
+use crate::io::output::{OutputDir, OutputFile, OutputKind};
 use crate::io::require_file;
 use crate::nn::parallel::threads;
 use crate::progress::say;
@@ -99,9 +100,13 @@ pub struct EvalArgs {
     /// Threads parsing the predictions file (0 = all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Output folder for metrics.json, metrics.md and config.toml; with --compare, a markdown file.
+    /// Output folder for metrics.json, metrics.md and config.toml (new or empty); with --compare, a
+    /// markdown file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace an earlier output of `leader eval` at --out.
+    #[arg(long)]
+    pub overwrite: bool,
     /// metrics.json files to show side by side instead of scoring.
     #[arg(long, num_args = 1.., conflicts_with_all = ["data", "predictions", "baseline"])]
     pub compare: Vec<PathBuf>,
@@ -149,8 +154,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(value) = args.threshold {
         cfg.threshold_mut(cfg.model_kind).value = value;
     }
+    let folder = OutputDir::create(out, OutputKind::Eval, args.overwrite)?;
     let report = score(data, source, &cfg)?;
-    write_outputs(&report, &cfg, out)?;
+    write_outputs(&report, &cfg, folder.path())?;
+    folder.commit()?;
     println!("{}", group_table(&report));
     say(format!("eval: wrote {}", out.join("metrics.json").display()));
     Ok(())
@@ -177,6 +184,9 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
     let empty = targets.iter().filter(|t| t.labels.is_empty()).count();
     if empty > 0 {
         say(format!("eval: {empty} records of {} have no label (their recall and PRAUC count as 0)", cfg.split));
+    }
+    if let Source::Predictions(path) = source {
+        check_medication_order(path, &vocab, &vocab_path)?;
     }
     let kind = resolve_model_kind(cfg.model_kind, source)?;
     let threshold = match kind {
@@ -207,6 +217,45 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
     Ok(build_report(&outcomes, threshold, scorer.has_ddi(), &cfg.resample, Some(kind_name), threads(cfg.threads)))
 }
 
+/// The sidecar `FILE.config.toml` of a predictions file, checked to belong to it; `None` without one
+/// (predictions made by another tool).
+fn prediction_sidecar(path: &Path) -> Result<Option<toml::Table>> {
+    let sidecar = crate::config::sidecar_path(path);
+    if !sidecar.is_file() {
+        return Ok(None);
+    }
+    if let Some(written) = crate::io::output::read_written(path)? {
+        crate::io::output::check_sidecar_matches(path, &written)?;
+    }
+    let text = std::fs::read_to_string(&sidecar).with_context(|| format!("reading {}", sidecar.display()))?;
+    text.parse().map(Some).map_err(|e| anyhow!("{}: {e}", sidecar.display()))
+}
+
+/// Fails unless the predictions' probabilities follow `vocab`'s medication order (as recorded by
+/// `leader predict` in the sidecar); predictions without a sidecar cannot be checked, which is said.
+fn check_medication_order(path: &Path, vocab: &Vocab, vocab_path: &Path) -> Result<()> {
+    let recorded = prediction_sidecar(path)?.and_then(|t| t.get("vocab_fingerprint")?.as_str().map(str::to_string));
+    match recorded {
+        Some(f) if f == vocab.fingerprint() => Ok(()),
+        Some(f) => bail!(
+            "{}: the probabilities follow another medication order than {} (vocabulary fingerprint {f}, the data \
+             folder's is {}); score the model on this data folder, or evaluate against the data it was scored on",
+            path.display(),
+            vocab_path.display(),
+            vocab.fingerprint()
+        ),
+        None => {
+            say(format!(
+                "eval: {} records no vocabulary fingerprint; its probabilities are taken to follow the medication \
+                 order of {}",
+                path.display(),
+                vocab_path.display()
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// `auto` becomes the kind in the predictions' sidecar config (student without one, and for
 /// baselines).
 pub fn resolve_model_kind(kind: ModelKind, source: Source) -> Result<ModelKind> {
@@ -214,12 +263,10 @@ pub fn resolve_model_kind(kind: ModelKind, source: Source) -> Result<ModelKind> 
         return Ok(if kind == ModelKind::Auto { ModelKind::Student } else { kind });
     };
     let sidecar = crate::config::sidecar_path(path);
-    if !sidecar.is_file() {
+    let Some(table) = prediction_sidecar(path)? else {
         say(format!("eval: no {}; using the student threshold", sidecar.display()));
         return Ok(ModelKind::Student);
-    }
-    let text = std::fs::read_to_string(&sidecar).with_context(|| format!("reading {}", sidecar.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| anyhow!("{}: {e}", sidecar.display()))?;
+    };
     match table.get("model_kind").and_then(|v| v.as_str()) {
         Some("student") => Ok(ModelKind::Student),
         Some("teacher") => Ok(ModelKind::Teacher),
@@ -244,36 +291,40 @@ fn score_predictions(
     for (i, t) in targets.iter().enumerate() {
         if let Some(first) = index.insert(t.subject_id, i) {
             bail!(
-                "{}: subject_id {} has two records (lines {} and {}); predictions cannot be matched",
+                "{}: lines {} and {} are records of one patient (the same subject_id); predictions cannot be matched",
                 records_path.display(),
-                t.subject_id,
                 first + 1,
                 i + 1
             );
         }
     }
+    // Patients are named by line numbers, never by subject_id: errors end up in logs and tickets.
     let scored = read_predictions(path, scorer.num_medications(), threads, |subject_id, probs| {
         let &i = index
             .get(&subject_id)
-            .ok_or_else(|| anyhow!("subject_id {subject_id} is not a record of {}", records_path.display()))?;
+            .ok_or_else(|| anyhow!("its subject_id is not that of any record in {}", records_path.display()))?;
         Ok((i, scorer.score(&targets[i], probs)))
     })?;
     let mut line_of = vec![0usize; targets.len()];
     let mut outcomes = vec![None; targets.len()];
     for (line, (i, outcome)) in scored {
         if line_of[i] != 0 {
-            let id = targets[i].subject_id;
-            bail!("{}:{line}: second prediction for subject_id {id} (first at line {})", path.display(), line_of[i]);
+            bail!(
+                "{}:{line}: a second prediction for the record at line {} of {} (the first is at line {})",
+                path.display(),
+                i + 1,
+                records_path.display(),
+                line_of[i]
+            );
         }
         line_of[i] = line;
         outcomes[i] = Some(outcome);
     }
-    let missing: Vec<u64> =
-        targets.iter().zip(&outcomes).filter(|(_, o)| o.is_none()).map(|(t, _)| t.subject_id).collect();
+    let missing: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| o.is_none()).map(|(i, _)| i + 1).collect();
     if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(5).map(u64::to_string).collect();
+        let shown: Vec<String> = missing.iter().take(5).map(usize::to_string).collect();
         bail!(
-            "{}: no prediction for {} of the {} records of {} (subject_ids {}{})",
+            "{}: no prediction for {} of the {} records of {} (lines {}{})",
             path.display(),
             missing.len(),
             targets.len(),
@@ -303,6 +354,8 @@ struct CompareConfig<'a> {
 }
 
 fn run_compare(args: &EvalArgs) -> Result<()> {
+    let out =
+        args.out.as_deref().map(|o| OutputFile::create(o, OutputKind::EvalCompare, args.overwrite)).transpose()?;
     ensure!(
         args.labels.is_empty() || args.labels.len() == args.compare.len(),
         "--labels gives {} names for {} --compare files",
@@ -323,11 +376,10 @@ fn run_compare(args: &EvalArgs) -> Result<()> {
     ensure!(GROUPS.contains(&group), "--group {group:?}: expected one of {GROUPS:?}");
     let table = compare_table(&runs, group);
     println!("{table}");
-    if let Some(out) = &args.out {
-        crate::io::write_atomic(out, table.as_bytes())?;
-        let cfg = CompareConfig { inputs: &args.compare, labels: &labels, group };
-        crate::config::save(&cfg, &crate::config::sidecar_path(out))?;
-        say(format!("eval: wrote {}", out.display()));
+    if let Some(file) = out {
+        crate::io::write_atomic(file.dest(), table.as_bytes())?;
+        say(format!("eval: wrote {}", file.dest().display()));
+        file.commit(&CompareConfig { inputs: &args.compare, labels: &labels, group })?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use crate::data::vocab::Vocab;
 use crate::eval::ddi::{DdiCounter, MedSet, PairCounts};
 use crate::eval::metrics::{score_labels, RecordScores, Threshold};
 use crate::io::parallel_lines::{read_lines_parallel, CHUNK_BYTES};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
@@ -27,15 +27,13 @@ impl Target {
     /// error (the record and the vocabulary do not belong together).
     fn new(subject_id: u64, visits: usize, labels: &[impl AsRef<str>], index: &HashMap<&str, usize>) -> Result<Self> {
         if visits == 0 {
-            bail!("subject_id {subject_id}: the record has no visit (expected the target visit at least)");
+            bail!("the record has no visit (expected the target visit at least)");
         }
         let mut indices = Vec::with_capacity(labels.len());
         for code in labels.iter().map(AsRef::as_ref) {
-            let i = *index
-                .get(code)
-                .ok_or_else(|| anyhow!("subject_id {subject_id}: label {code:?} is not a vocab.json medication"))?;
+            let i = *index.get(code).ok_or_else(|| anyhow!("label {code:?} is not a vocab.json medication"))?;
             if indices.contains(&i) {
-                bail!("subject_id {subject_id}: label {code:?} is listed twice");
+                bail!("label {code:?} is listed twice");
             }
             indices.push(i);
         }
@@ -50,7 +48,11 @@ impl Target {
 /// The targets of in-memory records.
 pub fn targets(records: &[Record], vocab: &Vocab) -> Result<Vec<Target>> {
     let index = vocab.medication_index();
-    records.iter().map(|r| Target::from_record(r, &index)).collect()
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Target::from_record(r, &index).with_context(|| format!("record {}", i + 1)))
+        .collect()
 }
 
 /// The targets of a records file, parsed on `threads` threads: visits are counted, not kept, and

@@ -119,7 +119,7 @@ impl CodeVocab {
         stats: &mut EncodeStats,
     ) -> Result<EncodedRecord> {
         if record.visits.is_empty() {
-            bail!("subject {}: record has no visits", record.subject_id);
+            bail!("the record has no visits");
         }
         stats.records += 1;
         let start = record.visits.len().saturating_sub(max_visits);
@@ -150,7 +150,7 @@ impl CodeVocab {
             for code in &record.labels {
                 match self.medications.get(code) {
                     Some(&id) => labels.push(id - 1),
-                    None => bail!("subject {}: label {code:?} is not in the medication vocabulary", record.subject_id),
+                    None => bail!("label {code:?} is not in the medication vocabulary"),
                 }
             }
             labels.sort_unstable();

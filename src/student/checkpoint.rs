@@ -63,23 +63,12 @@ impl TrainState {
     }
 }
 
-/// Writes named tensors through a temporary sibling and a rename.
-pub fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    candle_core::safetensors::save(map, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
-}
-
 fn var_tensors(vars: &[(String, Var)]) -> HashMap<String, Tensor> {
     vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
 }
 
 pub fn save_weights(vars: &[(String, Var)], path: &Path) -> Result<()> {
-    save_tensors(&var_tensors(vars), path)
+    crate::io::write_safetensors(path, &var_tensors(vars))
 }
 
 /// Writes the resumable checkpoint: weights (`model.NAME`), Adam state and [`TrainState`].
@@ -93,7 +82,7 @@ pub fn save_checkpoint(
         var_tensors(vars).into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
     map.extend(adam);
     state.to_tensors(&mut map)?;
-    save_tensors(&map, path)
+    crate::io::write_safetensors(path, &map)
 }
 
 /// Reads a checkpoint into `vars` and returns the Adam state and the training state.

@@ -105,6 +105,20 @@ impl StudentConfig {
         anyhow::ensure!(self.loss.temperature > 0.0, "loss.temperature must be positive");
         anyhow::ensure!(self.train.batch_size > 0 && self.train.eval_batch_size > 0, "batch sizes must be positive");
         anyhow::ensure!(self.train.shards > 0, "train.shards must be positive");
+        let t = &self.train;
+        anyhow::ensure!(
+            t.lr.is_finite() && t.lr > 0.0,
+            "train.lr = {}: the learning rate must be a positive number",
+            t.lr
+        );
+        anyhow::ensure!(t.epochs > 0 && t.patience > 0, "train.epochs and train.patience must be at least 1");
+        anyhow::ensure!(
+            self.loss.alpha.is_finite()
+                && self.loss.alpha >= 0.0
+                && self.loss.beta.is_finite()
+                && self.loss.beta >= 0.0,
+            "loss.alpha and loss.beta must be 0 or more"
+        );
         anyhow::ensure!(self.predict.batch_size > 0 && self.predict.read_chunk > 0, "predict sizes must be positive");
         Ok(())
     }

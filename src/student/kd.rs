@@ -33,10 +33,12 @@ impl KdTarget {
             cache.subject_ids.len(),
             rows.len()
         );
-        let missing: Vec<u64> = train_subjects.iter().filter(|s| !rows.contains_key(s)).copied().collect();
+        // Records are named by their line in train.jsonl, never by subject_id.
+        let missing: Vec<usize> =
+            train_subjects.iter().enumerate().filter(|(_, s)| !rows.contains_key(s)).map(|(i, _)| i + 1).collect();
         if !missing.is_empty() {
             bail!(
-                "{}: {} of {} training records have no teacher vector (first: {:?}); export the cache from this data folder's train split",
+                "{}: {} of {} training records have no teacher vector (train.jsonl lines {:?}); export the cache from this data folder's train split",
                 path.display(),
                 missing.len(),
                 train_subjects.len(),
@@ -62,9 +64,12 @@ impl KdTarget {
         let path = split_path(data_dir, "train")?;
         let mut prompts = HashMap::new();
         for (line, record) in read_records(&path)?.into_iter().enumerate() {
-            let at = format!("{}:{} (subject {})", path.display(), line + 1, record.subject_id);
+            let at = format!("{}:{}", path.display(), line + 1);
             ensure!(!record.prompt.trim().is_empty(), "{at}: empty `prompt`; online KD needs the teacher prompt");
-            ensure!(prompts.insert(record.subject_id, record.prompt).is_none(), "{at}: subject_id repeats");
+            ensure!(
+                prompts.insert(record.subject_id, record.prompt).is_none(),
+                "{at}: subject_id of an earlier line repeats"
+            );
         }
         Ok(Self::Online { teacher: Box::new(teacher), prompts })
     }
@@ -86,7 +91,9 @@ impl KdTarget {
                 let index = subject_ids
                     .iter()
                     .map(|s| {
-                        rows.get(s).map(|&r| r as u32).ok_or_else(|| anyhow::anyhow!("subject {s}: no teacher vector"))
+                        rows.get(s)
+                            .map(|&r| r as u32)
+                            .ok_or_else(|| anyhow::anyhow!("a training record has no teacher vector"))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let index = Tensor::new(index.as_slice(), &Device::Cpu)?;
@@ -96,7 +103,10 @@ impl KdTarget {
                 let batch = subject_ids
                     .iter()
                     .map(|s| {
-                        prompts.get(s).map(String::as_str).ok_or_else(|| anyhow::anyhow!("subject {s}: no prompt"))
+                        prompts
+                            .get(s)
+                            .map(String::as_str)
+                            .ok_or_else(|| anyhow::anyhow!("a training record has no prompt"))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Some(teacher.pooled_hidden(&batch)?.to_device(device)?.to_dtype(dtype)?))

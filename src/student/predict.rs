@@ -9,7 +9,7 @@ use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::io::JsonLines;
 use crate::nn::{ops, parallel};
-use crate::predict::{PredictArgs, PredictionSink};
+use crate::predict::{PredictArgs, PredictionSink, Scored};
 use crate::progress;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
@@ -80,7 +80,7 @@ fn check_vocabulary(args: &PredictArgs, records_path: &Path, student: &TrainedSt
     Ok(true)
 }
 
-pub fn run(args: &PredictArgs) -> Result<usize> {
+pub fn run(args: &PredictArgs) -> Result<Scored> {
     let run_dir = args.model.as_ref().context("give --model RUN")?;
     let student = TrainedStudent::load(run_dir)?;
     let cfg = run_config(run_dir)?;

@@ -13,6 +13,8 @@ use crate::config::ConfigArgs;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::{score_record, Threshold};
+use crate::io::output::{OutputKind, RunDir, RunInputs};
+use crate::io::TrainLog;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::parallel;
 use crate::nn::params::SeededVarMap;
@@ -29,13 +31,17 @@ use std::time::Instant;
 /// Flags shared by `train-student` and `distill`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonTrainArgs {
-    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// New run folder.
+    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// New run folder (absent or empty; an earlier run with --overwrite).
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue the interrupted run in this folder with its saved config (--epochs may extend it).
+    /// Replace an earlier run of this command at --out.
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+    /// Continue the interrupted run in this folder with its saved config and data (--epochs may
+    /// extend it; any other option must repeat the saved value).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Maximum epochs (train.epochs).
@@ -145,7 +151,12 @@ pub struct TrainOptions {
     pub teacher: TeacherSource,
     /// Continue the run in `run_dir` (its checkpoint must exist).
     pub resume: bool,
+    /// Replace an earlier run in `run_dir` (a new run only).
+    pub overwrite: bool,
 }
+
+/// The data folder's files a student run reads.
+const DATA_FILES: [&str; 3] = ["vocab.json", "train.jsonl", "valid.jsonl"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainSummary {
@@ -154,7 +165,8 @@ pub struct TrainSummary {
     pub best_valid_prauc: f64,
 }
 
-/// One line of `train_log.jsonl`.
+/// One line of `train_log.jsonl`. Epoch times go to the progress lines only: the log holds what a
+/// resumed run reproduces bit for bit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
@@ -166,17 +178,16 @@ pub struct EpochLog {
     pub valid_jaccard: f64,
     pub valid_f1: f64,
     pub best_valid_prauc: f64,
-    pub seconds: f64,
 }
 
 pub fn run_train_student(args: &TrainStudentArgs) -> Result<()> {
     // The "w/o KD" ablation: no teacher, so α is 0 in the saved config too.
-    let opts = options(&args.common, &["loss.alpha=0.0".to_string()])?;
+    let opts = options(&args.common, &[crate::config::flag("loss.alpha", 0.0)])?;
     train(&opts).map(|_| ())
 }
 
 pub fn run_distill(args: &DistillArgs) -> Result<()> {
-    let alpha: Vec<String> = args.alpha.iter().map(|a| format!("loss.alpha={a:?}")).collect();
+    let alpha: Vec<String> = args.alpha.iter().map(|&a| crate::config::flag("loss.alpha", a)).collect();
     let mut opts = options(&args.common, &alpha)?;
     // The flags override the config (the saved one too on --resume: a moved cache or run folder).
     let t = &mut opts.config.teacher;
@@ -197,40 +208,28 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
 }
 
 /// Resolves the config: defaults, --config, --set, then the explicit flags; on --resume the run's
-/// saved config, where only --epochs and the teacher may change.
+/// saved config and data, where only --epochs (and, in the caller, distill's teacher flags) may change.
 /// The teacher is left out (`TeacherSource::None`) for the caller to set.
 fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
-    let mut set: Vec<String> = args.epochs.iter().map(|e| format!("train.epochs={e}")).collect();
-    if let Some(run_dir) = &args.resume {
-        ensure!(
-            args.config.config.is_none()
-                && args.config.set.is_empty()
-                && args.batch_size.is_none()
-                && args.lr.is_none()
-                && args.seed.is_none(),
-            "--resume continues with the run's saved config; only --epochs and distill's teacher flags may change"
-        );
-        let saved_path = run_dir.join("config.toml");
-        let saved =
-            std::fs::read_to_string(&saved_path).with_context(|| format!("reading {}", saved_path.display()))?;
-        let config = crate::config::load(&saved, &ConfigArgs { config: None, set })?;
-        return Ok(TrainOptions {
-            data_dir: args.data.clone(),
-            run_dir: run_dir.clone(),
-            config,
-            teacher: TeacherSource::None,
-            resume: true,
-        });
-    }
-    set.extend(args.batch_size.iter().map(|b| format!("train.batch_size={b}")));
-    set.extend(args.lr.iter().map(|lr| format!("train.lr={lr:?}")));
-    set.extend(args.seed.iter().map(|s| format!("seed={s}")));
-    set.extend(forced.iter().cloned());
-    let mut config_args = args.config.clone();
-    config_args.set.extend(set);
-    let config = crate::config::load(DEFAULT, &config_args)?;
-    let run_dir = args.out.clone().context("give --out RUN (or --resume RUN)")?;
-    Ok(TrainOptions { data_dir: args.data.clone(), run_dir, config, teacher: TeacherSource::None, resume: false })
+    use crate::config::flag;
+    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e as i64)).collect();
+    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b as i64)));
+    flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
+    flags.extend(args.seed.iter().map(|&s| flag("seed", s as i64)));
+    flags.extend(forced.iter().cloned());
+    let (run_dir, config, data_dir, resume) = match (&args.resume, &args.out) {
+        (Some(run), _) => {
+            let config = crate::config::resume(run, &args.config, &flags, &["train.epochs"])?;
+            let saved: RunInputs = crate::io::read_json(&run.join(RunInputs::FILE))?;
+            (run.clone(), config, args.data.clone().unwrap_or(saved.data), true)
+        }
+        (None, Some(out)) => {
+            let config = crate::config::resolve(DEFAULT, &args.config, &flags)?;
+            (out.clone(), config, args.data.clone().context("give --data DIR")?, false)
+        }
+        (None, None) => bail!("give --out RUN (a new run) or --resume RUN"),
+    };
+    Ok(TrainOptions { data_dir, run_dir, config, teacher: TeacherSource::None, resume, overwrite: args.overwrite })
 }
 
 /// Reads and encodes one split; labels outside the vocabulary are errors naming the line.
@@ -281,16 +280,29 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     // The saved config records the teacher actually used, whatever the config said.
     let cfg = &StudentConfig { teacher: opts.teacher.recorded_in(&opts.config.teacher), ..opts.config.clone() };
     cfg.validate()?;
+    let kind = if opts.teacher == TeacherSource::None { OutputKind::TrainStudent } else { OutputKind::Distill };
+    let inputs = if opts.resume {
+        RunInputs::for_resume(&opts.run_dir, Some(&opts.data_dir), &DATA_FILES)?
+    } else {
+        RunDir::check(&opts.run_dir, kind, opts.overwrite)?;
+        RunInputs::of(&opts.data_dir, &DATA_FILES)?
+    };
+    let data_dir = &inputs.data;
     let (device, dtype) = (Device::Cpu, DType::F32);
-    let vocab_path = opts.data_dir.join("vocab.json");
+    let vocab_path = data_dir.join("vocab.json");
     let vocab = Vocab::load(&vocab_path)?;
     let codes = CodeVocab::new(&vocab);
-    let (train_set, train_stats) = load_split(&opts.data_dir, "train", &codes, cfg)?;
-    let (valid_set, valid_stats) = load_split(&opts.data_dir, "valid", &codes, cfg)?;
-    ensure!(!train_set.is_empty(), "{}: the train split is empty", opts.data_dir.display());
+    let (train_set, train_stats) = load_split(data_dir, "train", &codes, cfg)?;
+    let (valid_set, valid_stats) = load_split(data_dir, "valid", &codes, cfg)?;
+    ensure!(!train_set.is_empty(), "{}: the train split is empty", data_dir.join("train.jsonl").display());
+    ensure!(
+        !valid_set.is_empty(),
+        "{}: the valid split is empty; early stopping and the best model are chosen on it",
+        data_dir.join("valid.jsonl").display()
+    );
     progress::say(format!("train: {}", train_stats.summary()));
     progress::say(format!("valid: {}", valid_stats.summary()));
-    let teacher = opts.teacher.load(&opts.data_dir, &vocab, &train_set)?;
+    let teacher = opts.teacher.load(data_dir, &vocab, &train_set)?;
     let m = vocab.num_medications();
     let info = RunInfo {
         model: cfg.model.clone(),
@@ -298,8 +310,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         vocab_fingerprint: vocab.fingerprint(),
         teacher_hidden: teacher.hidden_size(),
     };
-    let run = &opts.run_dir;
+    // The folder is made (or locked) once the inputs have loaded: a failed start leaves no run.
+    let mut run = if opts.resume {
+        RunDir::resume(&opts.run_dir, kind)?
+    } else {
+        let mut run = RunDir::create(&opts.run_dir, kind, opts.overwrite)?;
+        inputs.save(&mut run)?;
+        run
+    };
     if opts.resume {
+        let run = run.path();
         let saved: RunInfo = crate::io::read_json(&run.join(checkpoint::RUN_INFO))?;
         ensure!(
             saved.vocab_fingerprint == info.vocab_fingerprint,
@@ -320,18 +340,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})",
             run.display()
         );
-    } else {
-        ensure!(
-            !run.join(checkpoint::CHECKPOINT).exists(),
-            "{} already holds a run; use --resume {} to continue it",
-            run.display(),
-            run.display()
-        );
-        std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
-        crate::config::save(cfg, &run.join("config.toml"))?;
-        crate::io::write_json(&run.join(checkpoint::RUN_INFO), &info)?;
-        vocab.save(&run.join(checkpoint::VOCAB))?;
     }
+    // Saved on resume too: a longer run records its new epoch count.
+    crate::config::save(cfg, &run.entry("config.toml")?)?;
+    crate::io::write_json(&run.entry(checkpoint::RUN_INFO)?, &info)?;
+    vocab.save(&run.entry(checkpoint::VOCAB)?)?;
+    let (log_path, checkpoint_path) = (run.entry(checkpoint::TRAIN_LOG)?, run.entry(checkpoint::CHECKPOINT)?);
+    let best_path = run.entry(checkpoint::BEST_MODEL)?;
 
     let params = SeededVarMap::new(cfg.seed);
     let vb = params.var_builder(dtype, &device);
@@ -340,15 +355,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(cfg.train.lr))?;
     opt.threads = cfg.threads;
-    let (mut state, mut log) = if opts.resume {
-        let (adam, state) = checkpoint::load_checkpoint(&vars, &run.join(checkpoint::CHECKPOINT))?;
+    let (mut state, mut log) = if opts.resume && checkpoint_path.is_file() {
+        let (adam, state) = checkpoint::load_checkpoint(&vars, &checkpoint_path)?;
         opt.load_state(&adam)?;
-        let mut log: Vec<EpochLog> = crate::io::read_jsonl(&run.join(checkpoint::TRAIN_LOG))?;
-        log.truncate(state.epochs_done);
-        progress::say(format!("resuming {} after epoch {}", run.display(), state.epochs_done));
+        let log = TrainLog::resume(&log_path, |i, _| i < state.epochs_done)?;
+        progress::say(format!("resuming {} after epoch {}", run.path().display(), state.epochs_done));
         (state, log)
     } else {
-        (TrainState::fresh(), Vec::new())
+        (TrainState::fresh(), TrainLog::new(&log_path))
     };
 
     let threads = parallel::threads(cfg.threads);
@@ -381,7 +395,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
                     step + 1,
                     losses.total,
                     state.epochs_done,
-                    run.join(checkpoint::CHECKPOINT).display()
+                    checkpoint_path.display()
                 );
             }
             opt.step(&grads)?;
@@ -395,12 +409,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         state.epochs_done = epoch;
         if prauc > state.best_score {
             state = TrainState { best_score: prauc, best_epoch: epoch, epochs_without_improvement: 0, ..state };
-            checkpoint::save_weights(&vars, &run.join(checkpoint::BEST_MODEL))?;
+            checkpoint::save_weights(&vars, &best_path)?;
         } else {
             state.epochs_without_improvement += 1;
         }
         let mean = |s: f64| s / steps as f64;
-        log.push(EpochLog {
+        log.push(&EpochLog {
             epoch,
             train_loss: mean(sums[0]),
             train_bce: mean(sums[1]),
@@ -410,11 +424,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             valid_jaccard: jaccard,
             valid_f1: f1,
             best_valid_prauc: state.best_score,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        })?;
         // The log first: a crash before the checkpoint only leaves an entry that resume drops.
-        write_log(&log, &run.join(checkpoint::TRAIN_LOG))?;
-        checkpoint::save_checkpoint(&vars, opt.state()?, state, &run.join(checkpoint::CHECKPOINT))?;
+        log.save()?;
+        checkpoint::save_checkpoint(&vars, opt.state()?, state, &checkpoint_path)?;
         progress::say(format!(
             "epoch {epoch}: loss {:.4}, valid PRAUC {prauc:.4} Jaccard {jaccard:.4} F1 {f1:.4} (best {:.4} at epoch {}) [{:.1}s]",
             mean(sums[0]),
@@ -428,20 +441,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         state.best_score,
         state.best_epoch,
         state.epochs_done,
-        run.join(checkpoint::BEST_MODEL).display()
+        best_path.display()
     ));
+    if state.epochs_done == cfg.train.epochs || state.epochs_without_improvement >= cfg.train.patience {
+        run.finish()?;
+    }
     Ok(TrainSummary {
         epochs_done: state.epochs_done,
         best_epoch: state.best_epoch,
         best_valid_prauc: state.best_score,
     })
-}
-
-fn write_log(log: &[EpochLog], path: &Path) -> Result<()> {
-    let mut text = String::new();
-    for entry in log {
-        text.push_str(&serde_json::to_string(entry)?);
-        text.push('\n');
-    }
-    crate::io::write_atomic(path, text.as_bytes())
 }

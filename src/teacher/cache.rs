@@ -57,9 +57,6 @@ impl TeacherCache {
         if let Some(input_ids) = &self.input_ids {
             map.insert("input_ids".to_string(), input_ids.to_device(&Device::Cpu)?);
         }
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&map, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-        Ok(())
+        crate::io::write_safetensors(path, &map)
     }
 }

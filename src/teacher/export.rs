@@ -8,6 +8,7 @@ use super::device::{parse_device, parse_dtype};
 use super::run::Teacher;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
+use crate::io::output::{OutputFile, OutputKind};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -25,9 +26,13 @@ pub struct ExportHiddenArgs {
     /// train, valid, test (or records).
     #[arg(long, default_value = "train")]
     pub split: String,
-    /// Output safetensors file.
+    /// Output safetensors file (new, or an earlier export with --overwrite).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Store `hidden` as f16 (half the size) instead of f32.
     #[arg(long)]
     pub f16: bool,
@@ -48,6 +53,7 @@ pub struct ExportHiddenArgs {
 /// Exports the cache and returns it (also written to `args.out` with its sidecar config).
 pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
     ensure!(args.batch_size > 0, "--batch-size must be positive");
+    let out = OutputFile::create(&args.out, OutputKind::ExportHidden, args.overwrite)?;
     let device = parse_device(&args.device)?;
     let teacher = Teacher::load(&args.teacher, &device, parse_dtype(&args.dtype)?)?;
     teacher.check_vocab(&Vocab::load(&args.data.join("vocab.json"))?, &args.data)?;
@@ -68,8 +74,8 @@ pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
         if hidden.is_empty() { Tensor::zeros((0, h), DType::F32, &Device::Cpu)? } else { Tensor::cat(&hidden, 0)? };
     let input_ids = args.save_input_ids.then(|| padded_ids(&ids)).transpose()?;
     let cache = TeacherCache { subject_ids: records.iter().map(|r| r.subject_id).collect(), hidden, input_ids };
-    cache.save(&args.out, if args.f16 { DType::F16 } else { DType::F32 })?;
-    crate::config::save(args, &crate::config::sidecar_path(&args.out))?;
+    cache.save(out.dest(), if args.f16 { DType::F16 } else { DType::F32 })?;
+    out.commit(args)?;
     Ok(cache)
 }
 

@@ -8,7 +8,7 @@ use super::config::LlamaConfig;
 use super::llama::Llama;
 use super::weights::RandomWeights;
 use crate::data::record::read_records;
-use crate::io::AtomicDir;
+use crate::io::output::{OutputDir, OutputKind};
 use anyhow::{anyhow, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -26,9 +26,13 @@ pub struct InitModelArgs {
     /// both stored in bf16. For GPU benchmarks prefer `train-teacher --model random:7b`.
     #[arg(long, default_value = "tiny")]
     pub shape: String,
-    /// Output folder.
+    /// Output folder: new or empty (it appears whole when complete).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// A preprocessed data folder whose train split's prompts train the tokenizer (default: a
@@ -77,6 +81,7 @@ pub fn train_tokenizer(texts: Vec<String>, vocab_size: usize) -> Result<Tokenize
 
 /// Writes the model folder atomically; returns its config.
 pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
+    let dir = OutputDir::create(&args.out, OutputKind::InitModel, args.overwrite)?;
     let corpus = match &args.data {
         Some(dir) => read_records(&dir.join("train.jsonl"))?.into_iter().map(|r| r.prompt).collect(),
         None => builtin_corpus(),
@@ -91,9 +96,8 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
     let weights = RandomWeights::new(args.seed);
     let vb = VarBuilder::from_backend(Box::new(weights.clone()), dtype, Device::Cpu);
     Llama::new(vb.pp("model"), None, &cfg)?;
-    let dir = AtomicDir::create(&args.out)?;
     write_config(&dir.path().join("config.json"), &cfg, dtype)?;
-    candle_core::safetensors::save(&weights.tensors(), dir.path().join("model.safetensors"))?;
+    crate::io::write_safetensors(&dir.path().join("model.safetensors"), &weights.tensors())?;
     tokenizer.save(dir.path().join("tokenizer.json"), false).map_err(|e| anyhow!("writing tokenizer.json: {e}"))?;
     dir.commit()?;
     Ok(cfg)

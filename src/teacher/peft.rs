@@ -52,6 +52,11 @@ pub struct TeacherMeta {
     /// `--model` as given: a folder, a hub id or `random:SHAPE`.
     pub base_model: String,
     pub revision: Option<String>,
+    /// The seed of a `random:SHAPE` base's weights.
+    pub base_seed: u64,
+    /// [`super::weights::BaseModel::fingerprint`] of the base the adapters were trained on: a base
+    /// folder rewritten since (another `init-model`, other weights) is refused.
+    pub base_fingerprint: String,
     pub max_tokens: usize,
     pub hidden_size: usize,
     pub num_medications: usize,
@@ -87,8 +92,8 @@ pub fn save(dir: &Path, model: &TeacherModel, lora: &LoraConfig, vocab: &Vocab, 
             adapter.insert(format!("{PREFIX}{name}"), t);
         }
     }
-    candle_core::safetensors::save(&adapter, dir.join("adapter_model.safetensors"))?;
-    candle_core::safetensors::save(&head, dir.join("head.safetensors"))?;
+    crate::io::write_safetensors(&dir.join("adapter_model.safetensors"), &adapter)?;
+    crate::io::write_safetensors(&dir.join("head.safetensors"), &head)?;
     vocab.save(&dir.join("vocab.json"))?;
     crate::io::write_json(&dir.join("teacher.json"), meta)
 }

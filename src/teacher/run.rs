@@ -12,12 +12,16 @@ use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
+/// The run's best checkpoint folder, and its latest (with the optimiser state).
+pub const BEST: &str = "best";
+pub const LAST: &str = "last";
+
 pub fn best_dir(run: &Path) -> PathBuf {
-    run.join("best")
+    run.join(BEST)
 }
 
 pub fn last_dir(run: &Path) -> PathBuf {
-    run.join("last")
+    run.join(LAST)
 }
 
 /// A frozen teacher loaded from a checkpoint.
@@ -40,8 +44,17 @@ impl Teacher {
         let meta: TeacherMeta = crate::io::read_json(&dir.join("teacher.json"))?;
         let vocab = Vocab::load(&dir.join("vocab.json"))?;
         let lora = peft::read_adapter_config(&dir)?.lora();
-        let base = BaseModel::resolve(&meta.base_model, meta.revision.as_deref(), 0)
+        let base = BaseModel::resolve(&meta.base_model, meta.revision.as_deref(), meta.base_seed)
             .with_context(|| format!("loading the base model {:?} of {}", meta.base_model, dir.display()))?;
+        let fingerprint = base.fingerprint()?;
+        ensure!(
+            fingerprint == meta.base_fingerprint,
+            "{}: the base model {:?} changed since this teacher was trained (fingerprint {} then, {fingerprint} \
+             now): the adapters only fit the base they were trained on; train the teacher again",
+            dir.display(),
+            meta.base_model,
+            meta.base_fingerprint
+        );
         ensure!(
             base.config.hidden_size == meta.hidden_size,
             "{}: trained on a base with hidden size {}, but {:?} has {}",

@@ -5,7 +5,6 @@
 
 use super::config::LlamaConfig;
 use anyhow::{anyhow, Context, Result};
-use std::path::Path;
 use tokenizers::Tokenizer;
 
 pub struct PromptTokenizer {
@@ -14,6 +13,10 @@ pub struct PromptTokenizer {
     pub pad_id: u32,
     /// Tokens per sequence including the appended EOS.
     pub max_tokens: usize,
+    /// Prompts longer than this many bytes lose their beginning before tokenising: their kept
+    /// tokens lie in the last `max_tokens` × (longest token) bytes, and tokenising the rest would
+    /// only cost memory (a 200 MB prompt took gigabytes).
+    max_prompt_bytes: usize,
 }
 
 /// The id of the first of `names` the tokenizer knows.
@@ -22,13 +25,8 @@ fn special(tokenizer: &Tokenizer, names: &[&str]) -> Option<u32> {
 }
 
 impl PromptTokenizer {
-    /// Reads `tokenizer.json`; EOS and pad ids come from `config.json` when it has them, else from the
-    /// tokenizer's `</s>` / `<unk>` tokens (LLaMA-1/2 conventions).
-    pub fn load(path: &Path, cfg: &LlamaConfig, max_tokens: usize) -> Result<Self> {
-        let tokenizer = Tokenizer::from_file(path).map_err(|e| anyhow!("reading tokenizer {}: {e}", path.display()))?;
-        Self::new(tokenizer, cfg, max_tokens).with_context(|| format!("tokenizer {}", path.display()))
-    }
-
+    /// EOS and pad ids come from `config.json` when it has them, else from the tokenizer's `</s>` /
+    /// `<unk>` tokens (LLaMA-1/2 conventions).
     pub fn new(tokenizer: Tokenizer, cfg: &LlamaConfig, max_tokens: usize) -> Result<Self> {
         let eos_id = cfg
             .eos_token_id
@@ -43,12 +41,21 @@ impl PromptTokenizer {
             .or_else(|| special(&tokenizer, &["<unk>", "<pad>"]))
             .unwrap_or(eos_id);
         anyhow::ensure!(max_tokens >= 2, "max_tokens must be at least 2 (one prompt token and the EOS)");
-        Ok(Self { tokenizer, eos_id, pad_id, max_tokens })
+        // A token's vocabulary string is at least as long as the text it covers (byte-level and
+        // SentencePiece vocabularies spell bytes and spaces with one or more bytes each); twice that
+        // span plus a margin keeps cut prompts' last tokens those of the whole prompt.
+        let longest = tokenizer.get_vocab(true).keys().map(String::len).max().unwrap_or(1).max(1);
+        let max_prompt_bytes = 2 * max_tokens * longest + 4096;
+        Ok(Self { tokenizer, eos_id, pad_id, max_tokens, max_prompt_bytes })
     }
 
     /// Token ids of one prompt: its last `max_tokens - 1` tokens, then EOS.
     pub fn encode(&self, prompt: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(prompt, false).map_err(|e| anyhow!("tokenising a prompt: {e}"))?;
+        let mut start = prompt.len().saturating_sub(self.max_prompt_bytes);
+        while !prompt.is_char_boundary(start) {
+            start += 1;
+        }
+        let enc = self.tokenizer.encode(&prompt[start..], false).map_err(|e| anyhow!("tokenising a prompt: {e}"))?;
         let ids = enc.get_ids();
         let keep = ids.len().min(self.max_tokens - 1);
         let mut out = ids[ids.len() - keep..].to_vec();

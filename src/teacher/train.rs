@@ -11,13 +11,14 @@ use super::grads::{accumulate, loss_and_grads};
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
 use super::peft::{self, TeacherMeta};
-use super::run::{best_dir, last_dir};
+use super::run::{last_dir, BEST, LAST};
 use super::weights::BaseModel;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::average_precision;
-use crate::io::AtomicDir;
+use crate::io::output::{OutputKind, RunDir, RunInputs};
+use crate::io::{AtomicDir, TrainLog};
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::rng::TensorRng;
 use anyhow::{bail, ensure, Context, Result};
@@ -68,7 +69,7 @@ pub struct TrainSection {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainTeacherArgs {
-    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json).
+    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Base model: a folder, a hub repo id, or random:tiny|1b|7b.
@@ -77,9 +78,16 @@ pub struct TrainTeacherArgs {
     /// Hub revision of --model.
     #[arg(long)]
     pub revision: Option<String>,
-    /// Run folder.
-    #[arg(long)]
+    /// New run folder (absent or empty; an earlier run with --overwrite).
+    #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
+    /// Replace an earlier run of train-teacher at --out.
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+    /// Continue the run in this folder from its last checkpoint, with its saved config and data
+    /// (--max-steps may extend it; any other option must repeat the saved value).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// f32, bf16 or f16 (compute dtype of the frozen base).
@@ -101,9 +109,6 @@ pub struct TrainTeacherArgs {
     /// Recompute each layer in the backward pass instead of keeping its activations.
     #[arg(long)]
     pub checkpoint_layers: bool,
-    /// Continue from RUN/last (adapter, head, optimiser state, step).
-    #[arg(long)]
-    pub resume: bool,
     /// Stop (after writing a checkpoint) once this many steps were taken in this invocation; continue
     /// later with --resume. For time-sliced jobs.
     #[arg(long)]
@@ -122,44 +127,48 @@ pub struct TrainTeacherArgs {
     pub config: ConfigArgs,
 }
 
+/// The data folder's files a teacher run reads.
+const DATA_FILES: [&str; 3] = ["vocab.json", "train.jsonl", "valid.jsonl"];
+
 impl TrainTeacherArgs {
-    /// The effective config: defaults, then --config/--set, then the explicit flags.
-    pub fn effective_config(&self) -> Result<TeacherConfig> {
-        let mut cfg: TeacherConfig = crate::config::load(DEFAULT_CONFIG, &self.config)?;
-        let (m, t) = (&mut cfg.model, &mut cfg.train);
+    /// The explicit flags as config assignments.
+    fn flags(&self) -> Result<Vec<String>> {
+        use crate::config::flag;
+        let mut flags = Vec::new();
         if let Some(v) = &self.model {
-            m.base = v.clone();
+            // A local folder is recorded absolutely so the checkpoint loads from any working directory.
+            let base = if Path::new(v).is_dir() {
+                std::fs::canonicalize(v)?.to_string_lossy().into_owned()
+            } else {
+                v.clone()
+            };
+            flags.push(flag("model.base", base));
         }
-        if let Some(v) = &self.revision {
-            m.revision = v.clone();
+        flags.extend(self.revision.iter().map(|v| flag("model.revision", v.as_str())));
+        flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v.as_str())));
+        flags.extend(self.device.iter().map(|v| flag("model.device", v.as_str())));
+        flags.extend(self.max_tokens.iter().map(|&v| flag("model.max_tokens", v as i64)));
+        flags.extend(self.max_steps.iter().map(|&v| flag("train.max_steps", v as i64)));
+        flags.extend(self.seed.iter().map(|&v| flag("train.seed", v as i64)));
+        flags.extend(self.micro_batch.iter().map(|&v| flag("train.micro_batch", v as i64)));
+        flags.extend(self.grad_accum.iter().map(|&v| flag("train.grad_accum", v as i64)));
+        flags.extend(self.lr.iter().map(|&v| flag("train.lr", v)));
+        if self.checkpoint_layers {
+            flags.push(flag("train.checkpoint_layers", true));
         }
-        if let Some(v) = &self.dtype {
-            m.dtype = v.clone();
-        }
-        if let Some(v) = &self.device {
-            m.device = v.clone();
-        }
-        if let Some(v) = self.max_tokens {
-            m.max_tokens = v;
-        }
-        if let Some(v) = self.max_steps {
-            t.max_steps = v;
-        }
-        if let Some(v) = self.seed {
-            t.seed = v;
-        }
-        if let Some(v) = self.micro_batch {
-            t.micro_batch = v;
-        }
-        if let Some(v) = self.grad_accum {
-            t.grad_accum = v;
-        }
-        if let Some(v) = self.lr {
-            t.lr = v;
-        }
-        t.checkpoint_layers |= self.checkpoint_layers;
+        Ok(flags)
+    }
+
+    /// The effective config: defaults, then --config/--set, then the explicit flags; on --resume the
+    /// run's saved config, which only --max-steps may change.
+    pub fn effective_config(&self) -> Result<TeacherConfig> {
+        let flags = self.flags()?;
+        let mut cfg: TeacherConfig = match &self.resume {
+            Some(run) => crate::config::resume(run, &self.config, &flags, &["train.max_steps"])?,
+            None => crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)?,
+        };
+        let (m, t) = (&mut cfg.model, &cfg.train);
         ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
-        // A local folder is recorded absolutely so the checkpoint loads from any working directory.
         if Path::new(&m.base).is_dir() {
             m.base = std::fs::canonicalize(&m.base)?.to_string_lossy().into_owned();
         }
@@ -171,7 +180,48 @@ impl TrainTeacherArgs {
             t.eval_every > 0 && t.checkpoint_every > 0 && t.log_every > 0,
             "eval_every, checkpoint_every and log_every must be positive"
         );
+        ensure!(t.lr.is_finite() && t.lr > 0.0, "train.lr = {}: the learning rate must be a positive number", t.lr);
+        ensure!(
+            t.weight_decay.is_finite() && t.weight_decay >= 0.0,
+            "train.weight_decay = {}: must be 0 or more",
+            t.weight_decay
+        );
+        ensure!(
+            t.clip_grad_norm.is_finite() && t.clip_grad_norm > 0.0,
+            "train.clip_grad_norm = {}: must be positive",
+            t.clip_grad_norm
+        );
         Ok(cfg)
+    }
+
+    /// The data the run trains on: the resumed run's (checked unchanged), or `--data` for a new run
+    /// (whose `--out` is checked before any work).
+    fn inputs(&self) -> Result<RunInputs> {
+        match (&self.resume, &self.out) {
+            (Some(run), _) => RunInputs::for_resume(run, self.data.as_deref(), &DATA_FILES),
+            (None, Some(out)) => {
+                RunDir::check(out, OutputKind::TrainTeacher, self.overwrite)?;
+                RunInputs::of(
+                    self.data.as_deref().context("give --data DIR (the preprocessed data folder)")?,
+                    &DATA_FILES,
+                )
+            }
+            (None, None) => bail!("give --out RUN (a new run) or --resume RUN (or --bench-steps N)"),
+        }
+    }
+
+    /// The run folder, created (or reopened by --resume) and locked once the inputs have loaded, so
+    /// a failed start leaves no run behind.
+    fn open_run(&self, inputs: &RunInputs) -> Result<RunDir> {
+        match (&self.resume, &self.out) {
+            (Some(run), _) => RunDir::resume(run, OutputKind::TrainTeacher),
+            (None, Some(out)) => {
+                let mut dir = RunDir::create(out, OutputKind::TrainTeacher, self.overwrite)?;
+                inputs.save(&mut dir)?;
+                Ok(dir)
+            }
+            (None, None) => bail!("give --out RUN (a new run) or --resume RUN"),
+        }
     }
 }
 
@@ -192,13 +242,10 @@ impl Examples {
         let mut labels = Vec::with_capacity(records.len());
         for (row, r) in records.iter().enumerate() {
             let ids = r.labels.iter().map(|c| {
-                index.get(c.as_str()).copied().with_context(|| {
-                    format!(
-                        "record {} (subject {}): label {c:?} is not in vocab.json's medications",
-                        row + 1,
-                        r.subject_id
-                    )
-                })
+                index
+                    .get(c.as_str())
+                    .copied()
+                    .with_context(|| format!("line {}: label {c:?} is not in vocab.json's medications", row + 1))
             });
             labels.push(ids.collect::<Result<Vec<_>>>()?);
         }
@@ -256,7 +303,7 @@ fn validate(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> 
 }
 
 /// Progress of a run, saved with every checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct RunState {
     step: u64,
     /// For reading; `best_prauc_bits` is what a resumed run compares against.
@@ -265,6 +312,8 @@ struct RunState {
     /// let a resumed run pick a different best checkpoint on a tie.
     best_prauc_bits: Option<u64>,
     best_step: Option<u64>,
+    /// Losses (as bits) of the steps since the last log line, so a resumed run logs the same means.
+    loss_window_bits: Vec<u64>,
 }
 
 impl RunState {
@@ -297,57 +346,74 @@ pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
     Ok(Setup { cfg, device, dtype, base })
 }
 
+/// The run's state and log at its last checkpoint (fresh when it has none yet).
+fn restore(run: &Path, model: &TeacherModel, opt: &mut AdamW, device: &Device) -> Result<(RunState, TrainLog)> {
+    let last = last_dir(run);
+    let log_path = run.join(LOG);
+    if !last.join("state.json").is_file() {
+        crate::progress::say(format!("train-teacher: {} has no checkpoint yet; starting at step 0", run.display()));
+        return Ok((RunState::default(), TrainLog::new(&log_path)));
+    }
+    peft::load_into(&last, model)?;
+    let opt_path = last.join("optimizer.safetensors");
+    opt.load_state(
+        &candle_core::safetensors::load(&opt_path, device).with_context(|| opt_path.display().to_string())?,
+    )?;
+    let state: RunState = crate::io::read_json(&last.join("state.json"))?;
+    let log = TrainLog::resume(&log_path, |_, e| e["step"].as_u64().is_some_and(|s| s <= state.step))?;
+    crate::progress::say(format!("train-teacher: resuming {} at step {}", run.display(), state.step));
+    Ok((state, log))
+}
+
+const LOG: &str = "train_log.jsonl";
+
 /// Trains a teacher as `args` say; the library entry point behind `leader train-teacher`.
 pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
     let Setup { cfg, device, dtype, base } = setup(args)?;
-    let (Some(data), Some(out)) = (&args.data, &args.out) else {
-        bail!("give --data DIR and --out RUN (or --bench-steps N)")
-    };
+    let inputs = args.inputs()?;
+    let data = &inputs.data;
     let vocab = Vocab::load(&data.join("vocab.json"))?;
     let train = Examples::read(&data.join("train.jsonl"), &vocab)?;
     let valid = Examples::read(&data.join("valid.jsonl"), &vocab)?;
     ensure!(!train.prompts.is_empty(), "{}: no training records", data.join("train.jsonl").display());
+    ensure!(
+        !valid.prompts.is_empty(),
+        "{}: no validation records; the best checkpoint is chosen on them",
+        data.join("valid.jsonl").display()
+    );
     let t = &cfg.train;
     let m = vocab.num_medications();
     let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, cfg.model.max_tokens)?;
     let vars = model.trainable();
     let adam = AdamWConfig { lr: t.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: t.weight_decay };
     let mut opt = AdamW::new(vars.clone(), adam)?;
-    let log_path = out.join("train_log.jsonl");
-    let (mut state, mut log) = if args.resume {
-        let last = last_dir(out);
-        crate::io::require_file(&last.join("state.json"), "a checkpoint to resume (RUN/last/state.json)")?;
-        peft::load_into(&last, &model)?;
-        let opt_path = last.join("optimizer.safetensors");
-        opt.load_state(
-            &candle_core::safetensors::load(&opt_path, &device).with_context(|| opt_path.display().to_string())?,
-        )?;
-        let state: RunState = crate::io::read_json(&last.join("state.json"))?;
-        let log: Vec<serde_json::Value> = if log_path.exists() { crate::io::read_jsonl(&log_path)? } else { vec![] };
-        let log: Vec<serde_json::Value> =
-            log.into_iter().filter(|e| e["step"].as_u64().is_some_and(|s| s <= state.step)).collect();
-        crate::progress::say(format!("train-teacher: resuming {} at step {}", out.display(), state.step));
-        (state, log)
-    } else {
-        ensure!(!last_dir(out).exists(), "{} already holds a run: use --resume, or another --out", out.display());
-        (RunState { step: 0, best_prauc: None, best_prauc_bits: None, best_step: None }, vec![])
+    let mut run = args.open_run(&inputs)?;
+    let out = run.path().to_path_buf();
+    let log_path = run.entry(LOG)?;
+    let (mut state, mut log) = match args.resume {
+        Some(_) => restore(&out, &model, &mut opt, &device)?,
+        None => (RunState::default(), TrainLog::new(&log_path)),
     };
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    crate::config::save(&cfg, &out.join("config.toml"))?;
-    let meta = |step: u64, prauc: Option<f64>| TeacherMeta {
-        base_model: cfg.model.base.clone(),
-        revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
-        max_tokens: cfg.model.max_tokens,
-        hidden_size: model.hidden_size(),
-        num_medications: m,
-        vocab_fingerprint: vocab.fingerprint(),
-        step,
-        valid_prauc: prauc,
+    crate::config::save(&cfg, &run.entry("config.toml")?)?;
+    let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
+    let meta = |step: u64, prauc: Option<f64>| -> Result<TeacherMeta> {
+        Ok(TeacherMeta {
+            base_model: cfg.model.base.clone(),
+            revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
+            base_seed: t.seed,
+            base_fingerprint: base.fingerprint()?,
+            max_tokens: cfg.model.max_tokens,
+            hidden_size: model.hidden_size(),
+            num_medications: m,
+            vocab_fingerprint: vocab.fingerprint(),
+            step,
+            valid_prauc: prauc,
+        })
     };
     let mut order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
     let bar = crate::progress::bar(t.max_steps, "train-teacher");
     bar.set_position(state.step);
-    let (started, mut tokens_seen, mut loss_window, mut steps_this_run) = (Instant::now(), 0usize, Vec::new(), 0u64);
+    let (started, mut tokens_seen, mut steps_this_run) = (Instant::now(), 0usize, 0u64);
     while state.step < t.max_steps {
         let step = state.step;
         opt.set_lr(t.lr * (1.0 - step as f64 / t.max_steps as f64));
@@ -365,63 +431,65 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
             accumulate(&mut grads, &g, &vars)?;
             loss += l * scale;
         }
+        ensure!(
+            loss.is_finite(),
+            "step {}: the loss is {loss}; stopping. The last good checkpoint is kept in {}",
+            step + 1,
+            last.display()
+        );
         let grad_norm = opt.clip_grad_norm(&mut grads, t.clip_grad_norm)?;
         opt.step(&grads)?;
         state.step += 1;
         steps_this_run += 1;
-        loss_window.push(loss);
+        state.loss_window_bits.push(loss.to_bits());
+        // Speed goes to the progress line only: the log holds what a resumed run reproduces exactly.
         let tok_s = tokens_seen as f64 / started.elapsed().as_secs_f64();
         bar.set_message(format!("loss {loss:.4} {tok_s:.0} tok/s"));
         bar.inc(1);
         let at_end = state.step == t.max_steps;
         if state.step % t.log_every == 0 || at_end {
-            let mean = loss_window.iter().sum::<f64>() / loss_window.len() as f64;
-            log.push(serde_json::json!({"step": state.step, "kind": "train", "loss": mean, "lr": opt.config.lr,
-                "grad_norm": grad_norm, "tokens_per_s": tok_s}));
-            loss_window.clear();
+            let window = std::mem::take(&mut state.loss_window_bits);
+            let mean = window.iter().map(|&b| f64::from_bits(b)).sum::<f64>() / window.len() as f64;
+            log.push(&serde_json::json!({"step": state.step, "kind": "train", "loss": mean, "lr": opt.config.lr,
+                "grad_norm": grad_norm}))?;
         }
         if state.step % t.eval_every == 0 || at_end {
             let prauc = validate(&model, &valid, cfg.train.eval_batch)?;
-            log.push(serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}));
+            log.push(&serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}))?;
             bar.println(format!("step {}: valid PRAUC {prauc:.4}", state.step));
             if state.best().is_none_or(|b| prauc > b) {
                 state.best_prauc = Some(prauc);
                 state.best_prauc_bits = Some(prauc.to_bits());
                 state.best_step = Some(state.step);
-                let dir = AtomicDir::create(&best_dir(out))?;
-                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc)))?;
+                let dir = AtomicDir::create(&best)?;
+                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc))?)?;
                 dir.commit()?;
             }
         }
         let stopping = args.stop_after_steps.is_some_and(|n| steps_this_run >= n);
         if state.step % t.checkpoint_every == 0 || at_end || stopping {
-            let dir = AtomicDir::create(&last_dir(out))?;
-            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
+            let dir = AtomicDir::create(&last)?;
+            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best())?)?;
             let opt_state = opt
                 .state()?
                 .into_iter()
                 .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
                 .collect::<Result<HashMap<_, _>>>()?;
-            candle_core::safetensors::save(&opt_state, dir.path().join("optimizer.safetensors"))?;
+            crate::io::write_safetensors(&dir.path().join("optimizer.safetensors"), &opt_state)?;
             crate::io::write_json(&dir.path().join("state.json"), &state)?;
+            // The log first: a crash before the checkpoint's rename leaves entries that resume drops.
+            log.save()?;
             dir.commit()?;
-            write_log(&log_path, &log)?;
         }
         if stopping {
             break;
         }
     }
     bar.finish_and_clear();
-    Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
-}
-
-fn write_log(path: &Path, log: &[serde_json::Value]) -> Result<()> {
-    let mut text = String::new();
-    for entry in log {
-        text.push_str(&serde_json::to_string(entry)?);
-        text.push('\n');
+    if state.step == t.max_steps {
+        run.finish()?;
     }
-    crate::io::write_atomic(path, text.as_bytes())
+    Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
 }
 
 pub fn run(args: &TrainTeacherArgs) -> Result<()> {

@@ -6,6 +6,7 @@ use super::config::LlamaConfig;
 use super::tokenizer::PromptTokenizer;
 use crate::nn::rng::{fnv1a, TensorRng};
 use anyhow::{bail, Context, Result};
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
@@ -19,6 +20,8 @@ pub struct BaseModel {
     pub tokenizer: tokenizers::Tokenizer,
     /// Safetensors files (empty for `random:`).
     pub weight_files: Vec<PathBuf>,
+    /// `config.json` and `tokenizer.json` (empty for `random:`).
+    pub meta_files: Vec<PathBuf>,
     /// `random:SHAPE` weights drawn from this seed instead of files.
     pub random_seed: Option<u64>,
 }
@@ -37,6 +40,7 @@ impl BaseModel {
                 config: LlamaConfig::shape(shape, vocab)?,
                 tokenizer,
                 weight_files: vec![],
+                meta_files: vec![],
                 random_seed: Some(seed),
             });
         }
@@ -50,8 +54,9 @@ impl BaseModel {
         } else {
             hub_fetcher(model, revision)?
         };
-        let config = LlamaConfig::load(&fetch("config.json")?)?;
-        let tokenizer = read_tokenizer(&fetch("tokenizer.json")?)?;
+        let meta_files = vec![fetch("config.json")?, fetch("tokenizer.json")?];
+        let config = LlamaConfig::load(&meta_files[0])?;
+        let tokenizer = read_tokenizer(&meta_files[1])?;
         let weight_files = match fetch("model.safetensors.index.json") {
             Ok(index) => {
                 let json: serde_json::Value = crate::io::read_json(&index)?;
@@ -64,7 +69,17 @@ impl BaseModel {
             }
             Err(_) => vec![fetch("model.safetensors").context("no model.safetensors or model.safetensors.index.json")?],
         };
-        Ok(Self { config, tokenizer, weight_files, random_seed: None })
+        Ok(Self { config, tokenizer, weight_files, meta_files, random_seed: None })
+    }
+
+    /// An identity of the base: its files' fingerprints, or the shape and seed of random weights.
+    pub fn fingerprint(&self) -> Result<String> {
+        if let Some(seed) = self.random_seed {
+            let c = &self.config;
+            return Ok(format!("random:h{}-l{}-v{}-seed{seed}", c.hidden_size, c.num_hidden_layers, c.vocab_size));
+        }
+        let files: Vec<PathBuf> = self.meta_files.iter().chain(&self.weight_files).cloned().collect();
+        crate::io::output::files_fingerprint(&files)
     }
 
     pub fn prompt_tokenizer(&self, max_tokens: usize) -> Result<PromptTokenizer> {
@@ -78,8 +93,8 @@ impl BaseModel {
             let backend = RandomWeights::new(seed);
             return Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()));
         }
-        // SAFETY: the files are memory-mapped read-only; they must not change while the model runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device)? };
+        let backend = CheckedSafetensors::open(&self.weight_files)?;
+        let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
         if vb.contains_tensor("model.embed_tokens.weight") {
             Ok(vb.pp("model"))
         } else if vb.contains_tensor("embed_tokens.weight") {
@@ -90,6 +105,52 @@ impl BaseModel {
                 self.weight_files
             )
         }
+    }
+}
+
+/// Memory-mapped safetensors whose stored shapes are checked against the shapes the model asks for
+/// (from `config.json`) before a byte is read: a corrupt or mismatched file is a clear error, never
+/// an allocation of whatever size its header declares.
+struct CheckedSafetensors {
+    tensors: MmapedSafetensors,
+    files: Vec<PathBuf>,
+}
+
+impl CheckedSafetensors {
+    fn open(files: &[PathBuf]) -> Result<Self> {
+        for file in files {
+            crate::io::require_file(file, "a weight file of the model")?;
+        }
+        // SAFETY: the files are memory-mapped read-only; they must not change while the model runs.
+        let tensors = unsafe { MmapedSafetensors::multi(files) }
+            .map_err(|e| anyhow::anyhow!("reading the weights {}: {e}", shown_files(files)))?;
+        Ok(Self { tensors, files: files.to_vec() })
+    }
+}
+
+fn shown_files(files: &[PathBuf]) -> String {
+    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl SimpleBackend for CheckedSafetensors {
+    fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let stored = self.tensors.get(name)?.shape().to_vec();
+        if stored != shape.dims() {
+            candle_core::bail!(
+                "{}: tensor {name} is stored with shape {stored:?}, but config.json gives {:?}",
+                shown_files(&self.files),
+                shape.dims()
+            );
+        }
+        self.tensors.load(name, device)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        self.tensors.load(name, device)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.get(name).is_ok()
     }
 }
 

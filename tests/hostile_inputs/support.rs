@@ -58,7 +58,8 @@ pub fn leader_in(cwd: &Path, args: &[&str]) -> Run {
 pub fn leader_with_limit(cwd: &Path, args: &[&str], limit: u64) -> Run {
     let bin = env!("CARGO_BIN_EXE_leader");
     // `prlimit` is util-linux's; the shell's `ulimit -v` (KiB) is the portable fallback.
-    let script = format!("ulimit -v {} && exec \"$0\" --quiet \"$@\"", limit / 1024);
+    // A fixed umask, so the modes of output files can be asserted.
+    let script = format!("umask 022 && ulimit -v {} && exec \"$0\" --quiet \"$@\"", limit / 1024);
     let out = Command::new("sh")
         .current_dir(cwd)
         .arg("-c")
@@ -96,4 +97,111 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Runs `leader ARGS` and asserts it succeeded.
+#[track_caller]
+pub fn ok(args: &[&str]) {
+    leader(args).assert_success();
+}
+
+/// The arguments that preprocess the synthetic cohort `raw` (with its own mapping files) into `out`.
+pub fn preprocess_args(raw: &Path, aux: &Path, out: &Path) -> Vec<String> {
+    let aux_file = |name: &str| aux.join(name).display().to_string();
+    let mut args = vec!["preprocess", "--source", "mimic3", "--raw"].into_iter().map(String::from).collect::<Vec<_>>();
+    args.push(s(raw).into());
+    for (flag, file) in
+        [("--drug-map", "drug_map.csv"), ("--atc-names", "atc_names.csv"), ("--ddi-pairs", "ddi_pairs.csv")]
+    {
+        args.push(flag.into());
+        args.push(aux_file(file));
+    }
+    args.push("--out".into());
+    args.push(s(out).into());
+    args
+}
+
+/// Runs `leader` with owned arguments.
+pub fn leader_owned(args: &[String]) -> Run {
+    leader(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The pipeline each case breaks one piece of: a small synthetic cohort and its preprocessed data
+/// folder, a tiny base model, a 2-step teacher, a 1-epoch student, its test predictions, and a second
+/// cohort with another vocabulary. Built once per test run under `CARGO_TARGET_TMPDIR`.
+pub struct Fixture {
+    pub root: std::path::PathBuf,
+}
+
+impl Fixture {
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.root.join(name)
+    }
+}
+
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-inputs-fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let p = |name: &str| root.join(name).display().to_string();
+        for (raw, data, seed) in [("raw", "data", "1"), ("raw-other", "data-other", "2")] {
+            ok(&["synth", "--flavor", "mimic3", "--patients", "120", "--seed", seed, "--out", &p(raw)]);
+            leader_owned(&preprocess_args(&root.join(raw), &root.join(raw).join("aux"), &root.join(data)))
+                .assert_success();
+        }
+        ok(&["init-model", "--shape", "tiny", "--data", &p("data"), "--out", &p("base")]);
+        ok(&[
+            "train-teacher",
+            "--data",
+            &p("data"),
+            "--model",
+            &p("base"),
+            "--out",
+            &p("teacher"),
+            "--max-steps",
+            "2",
+            "--max-tokens",
+            "64",
+            "--micro-batch",
+            "4",
+            "--grad-accum",
+            "1",
+        ]);
+        ok(&["train-student", "--data", &p("data"), "--out", &p("student"), "--epochs", "1"]);
+        ok(&[
+            "predict",
+            "--model",
+            &p("student"),
+            "--data",
+            &p("data"),
+            "--split",
+            "test",
+            "--out",
+            &p("test.pred.jsonl"),
+        ]);
+        Fixture { root }
+    })
+}
+
+/// Copies a folder (recursively) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A gzip table of a cohort as text.
+pub fn read_table(path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+    text
 }

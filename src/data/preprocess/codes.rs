@@ -111,7 +111,7 @@ pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Co
             Some(Ok(s)) => s,
             Some(Err(_)) => {
                 let raw = seq.unwrap_or_default();
-                report.bad.record(&table.file, Table::line(i), "seq_num", raw, "an integer (row kept, sorted last)");
+                report.bad.record(&table.file, table.line(i), "seq_num", raw, "an integer (row kept, sorted last)");
                 u32::MAX
             }
             None => u32::MAX,

@@ -30,17 +30,44 @@ struct Row {
     atc: u32,
 }
 
-/// `YYYY-MM-DD[ hh:mm:ss]` as a sortable number; `None` if malformed.
+/// `YYYY-MM-DD[( |T)hh:mm[:ss[.f…]]]` as the sortable number YYYYMMDDhhmmss; `None` unless it is a
+/// real calendar date and time of day (`2191-13-45 99:00:00` is not). Fractions of a second are
+/// ignored. Hand-parsed (millions of prescription rows); chrono checks the calendar.
 pub fn time_number(s: &str) -> Option<u64> {
-    let digits = s.bytes().filter(|b| b.is_ascii_digit());
-    let mut n = 0u64;
-    let mut count = 0;
-    for d in digits.take(14) {
-        n = n * 10 + u64::from(d - b'0');
-        count += 1;
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = b.get(range)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    };
+    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(sep(4, b"-") && sep(7, b"-")) || chrono::NaiveDate::from_ymd_opt(year as i32, month, day).is_none() {
+        return None;
     }
-    let separators_ok = s.bytes().all(|b| b.is_ascii_digit() || b" -:T.".contains(&b));
-    (separators_ok && count >= 8).then(|| n * 10u64.pow(14 - count))
+    let (mut hour, mut minute, mut second) = (0, 0, 0);
+    if b.len() > 10 {
+        if !(sep(10, b" T") && sep(13, b":")) {
+            return None;
+        }
+        (hour, minute) = (num(11..13)?, num(14..16)?);
+        match b.len() {
+            16 => {}
+            _ if sep(16, b":") => {
+                second = num(17..19)?;
+                let fraction_ok =
+                    b.len() == 19 || (sep(19, b".") && b.len() > 20 && num(20..b.len().min(29)).is_some());
+                if !fraction_ok || b.len() > 29 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+    }
+    let date = u64::from(year) * 10_000 + u64::from(month) * 100 + u64::from(day);
+    Some(date * 1_000_000 + u64::from(hour) * 10_000 + u64::from(minute) * 100 + u64::from(second))
 }
 
 pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: &mut Report) -> Result<Coded> {
@@ -77,7 +104,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
             Some(s) => time_number(s).unwrap_or_else(|| {
                 report.bad.record(
                     &name,
-                    Table::line(i),
+                    table.line(i),
                     start_col,
                     s,
                     "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)",
@@ -186,5 +213,20 @@ mod tests {
         assert!(time_number("2146-07-21 10:00:00") > time_number("2146-07-21 09:59:59"));
         assert_eq!(time_number("yesterday"), None);
         assert_eq!(time_number("2146"), None);
+        assert_eq!(time_number("2146-07-21T10:05"), Some(21_460_721_100_500));
+        assert_eq!(time_number("2146-07-21 10:05:07.123"), Some(21_460_721_100_507));
+        assert_eq!(time_number("2148-02-29"), Some(21_480_229_000_000), "a leap year");
+        for bad in [
+            "2191-13-45 99:00:00",
+            "2147-02-29",
+            "2146-07-21 24:00:00",
+            "2146-07-21 10:60",
+            "2146-7-21",
+            "2146-07-21 10:00:00x",
+            "2146/07/21",
+            "2146-07-21 10",
+        ] {
+            assert_eq!(time_number(bad), None, "{bad}");
+        }
     }
 }

@@ -23,6 +23,7 @@ use clap::Args;
 use codes::{Coded, IcdSpec, Keep};
 use drugs::{DrugMap, DrugMapSource};
 use hash::{FxMap, FxSet};
+use stats::BadRows;
 use std::path::{Path, PathBuf};
 use table::Table;
 
@@ -70,9 +71,13 @@ pub struct PreprocessArgs {
     /// Minimum admissions with prescriptions per patient (overrides `min_visits`; 2 = the reference).
     #[arg(long)]
     pub min_visits: Option<usize>,
-    /// Output folder (written atomically).
+    /// Output folder: new or empty (it appears whole when complete).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -129,7 +134,7 @@ impl PreprocessArgs {
 pub fn run(args: &PreprocessArgs) -> Result<()> {
     let cfg = args.effective_config()?;
     let inputs = args.inputs(&cfg)?;
-    let stats = preprocess(&cfg, &inputs, &args.out)?;
+    let stats = preprocess(&cfg, &inputs, &args.out, args.overwrite)?;
     progress::say(stats.table());
     progress::say(format!("wrote {}", args.out.display()));
     Ok(())
@@ -155,11 +160,12 @@ pub fn templates(cfg: &PreprocessConfig) -> Result<PromptTemplates> {
 }
 
 /// ICD code → title from a D_ICD_* table, keyed by (icd_version or "", code).
-fn icd_titles(dir: &Path, table: &str, title: &str) -> Result<FxMap<(String, String), String>> {
+fn icd_titles(dir: &Path, table: &str, title: &str, bad: &mut BadRows) -> Result<FxMap<(String, String), String>> {
     let t = Table::read(
         &table::find(dir, table)?,
         &[&["icd9_code", "icd_code"], &[title, "long_title"]],
         &["icd_version"],
+        bad,
     )?;
     let (code_col, title_col) = (
         if t.col("icd9_code").is_some() { "icd9_code" } else { "icd_code" },
@@ -188,8 +194,10 @@ fn code_set(entries: &[CodeEntry]) -> FxSet<String> {
     entries.iter().map(|e| e.code.clone()).collect()
 }
 
-/// The whole pipeline; writes `out` atomically and returns its statistics.
-pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result<Stats> {
+/// The whole pipeline; writes `out` atomically (`overwrite` replaces an earlier output there) and
+/// returns its statistics.
+pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path, overwrite: bool) -> Result<Stats> {
+    let folder = crate::io::output::OutputDir::create(out, crate::io::output::OutputKind::Preprocess, overwrite)?;
     let started = std::time::Instant::now();
     let stage = |what: &str| progress::say(format!("preprocess: {what} ({:.1} s)", started.elapsed().as_secs_f64()));
     let templates = templates(cfg)?;
@@ -207,23 +215,30 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     };
 
     stage("prescriptions");
-    let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars)?;
+    let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars, &mut report.bad)?;
     let whitelist =
         inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
     let key = inputs.drug_map.key();
     let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
-    let read_icd_table = |name: &str| Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"]);
+    let read_icd_table = |name: &str, bad: &mut BadRows| {
+        Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"], bad)?.non_empty()
+    };
     // The ICD tables are decompressed and parsed on a second thread while the prescriptions are processed.
     let (medications, icd_tables) = std::thread::scope(|scope| {
-        let icd = scope
-            .spawn(|| Ok::<_, anyhow::Error>((read_icd_table("DIAGNOSES_ICD")?, read_icd_table("PROCEDURES_ICD")?)));
+        let icd = scope.spawn(|| {
+            let mut bad = BadRows::default();
+            let tables = (read_icd_table("DIAGNOSES_ICD", &mut bad)?, read_icd_table("PROCEDURES_ICD", &mut bad)?);
+            Ok::<_, anyhow::Error>((tables, bad))
+        });
         let medications = (|| {
             let path = table::find(&dir, "PRESCRIPTIONS")?;
             let t = Table::read(
                 &path,
                 &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
                 &["drug"],
-            )?;
+                &mut report.bad,
+            )?
+            .non_empty()?;
             let spec = meds::MedSpec {
                 key,
                 min_visits: cfg.min_visits,
@@ -235,7 +250,8 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
         (medications, icd.join().expect("the ICD table reader panicked"))
     });
     let medications = medications?;
-    let (diagnosis_table, procedure_table) = icd_tables?;
+    let ((diagnosis_table, procedure_table), icd_bad) = icd_tables?;
+    report.bad.merge(icd_bad);
 
     stage("diagnoses and procedures");
     let diag_spec =
@@ -250,13 +266,13 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     let procedures = codes::read_icd(&procedure_table, &proc_spec, &mut report)?;
     drop(procedure_table);
 
-    let diag_titles = icd_titles(&dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title)?;
-    let proc_titles = icd_titles(&dir, "D_ICD_PROCEDURES", &cfg.procedures.title)?;
+    let diag_titles = icd_titles(&dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, &mut report.bad)?;
+    let proc_titles = icd_titles(&dir, "D_ICD_PROCEDURES", &cfg.procedures.title, &mut report.bad)?;
     let title = |titles: &FxMap<(String, String), String>, key: &(String, String)| {
         titles.get(key).or_else(|| titles.get(&(String::new(), key.1.clone()))).cloned()
     };
     let atc_names = match &inputs.atc_names {
-        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names)?,
+        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, &mut report.bad)?,
         None => FxMap::default(),
     };
     let tables = assemble::CodeTables {
@@ -271,11 +287,13 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     stage("admissions, patients, records");
     let admissions = {
         let path = table::find(&dir, "ADMISSIONS")?;
-        let t = Table::read(&path, &profile::Admissions::columns(cfg.source), &[])?;
+        let t = Table::read(&path, &profile::Admissions::columns(cfg.source), &[], &mut report.bad)?.non_empty()?;
         profile::Admissions::index(t, cfg.source, &mut report)?
     };
     let patients = {
-        let t = Table::read(&table::find(&dir, "PATIENTS")?, &profile::patient_columns(cfg.source), &[])?;
+        let t =
+            Table::read(&table::find(&dir, "PATIENTS")?, &profile::patient_columns(cfg.source), &[], &mut report.bad)?
+                .non_empty()?;
         profile::read_patients(&t, cfg.source, &mut report)?
     };
     let mut records = assemble::records(cfg, &tables, &admissions, &patients, &templates, &mut report)?;
@@ -296,8 +314,10 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
             outputs::build_vocab(&records, &names, &profile::fields(cfg.source))
         }
     };
-    let ddi =
-        inputs.ddi_pairs.as_deref().map(drugs::read_ddi_pairs).transpose()?.map(|p| outputs::restrict_ddi(&p, &vocab));
+    let ddi = match inputs.ddi_pairs.as_deref() {
+        Some(path) => Some(outputs::restrict_ddi(&drugs::read_ddi_pairs(path, &mut report.bad)?, &vocab)),
+        None => None,
+    };
     outputs::cohort_stats(&records, &mut stats);
     stats.vocab_sizes = stats::PerKind {
         diagnoses: vocab.diagnoses.len(),
@@ -314,7 +334,6 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path) -> Result
     stats.bad_rows = std::mem::take(&mut report.bad);
 
     stage("writing");
-    let folder = crate::io::AtomicDir::create(out)?;
     outputs::write_folder(folder.path(), &parts, &vocab, ddi.as_ref(), &stats, cfg)?;
     folder.commit()?;
     stage("done");

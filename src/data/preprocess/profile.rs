@@ -79,7 +79,7 @@ impl Admissions {
             };
             let time = admittime.and_then(time_number).unwrap_or_else(|| {
                 let value = admittime.unwrap_or("");
-                report.bad.record(&table.file, Table::line(i), "admittime", value, "a date-time (kept, sorted last)");
+                report.bad.record(&table.file, table.line(i), "admittime", value, "a date-time (kept, sorted last)");
                 u64::MAX
             });
             if by_hadm.insert(hadm, Admission { subject, row: i, time }).is_some() {
@@ -157,7 +157,7 @@ pub fn read_patients(table: &Table, source: Source, report: &mut Report) -> Resu
             let value = format!("{}/{}", a.unwrap_or(""), b.unwrap_or(""));
             report.bad.record(
                 &table.file,
-                Table::line(i),
+                table.line(i),
                 first,
                 &value,
                 "a birth date or anchor age/year (age unknown)",

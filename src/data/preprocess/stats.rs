@@ -26,6 +26,16 @@ pub struct BadRows {
 }
 
 impl BadRows {
+    /// Adds `other`'s rows after this one's (a table read on another thread).
+    pub fn merge(&mut self, other: BadRows) {
+        self.total += other.total;
+        for (file, n) in other.per_file {
+            *self.per_file.entry(file).or_default() += n;
+        }
+        let room = LISTED_BAD_ROWS.saturating_sub(self.listed.len());
+        self.listed.extend(other.listed.into_iter().take(room));
+    }
+
     pub fn record(&mut self, file: &str, line: usize, column: &str, value: &str, expected: &str) {
         self.total += 1;
         *self.per_file.entry(file.to_string()).or_default() += 1;

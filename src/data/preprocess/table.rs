@@ -40,6 +40,64 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Where each CSV record of a file starts, and which records have another number of fields than the
+/// header: one pass over the bytes that knows quotes (a quoted field may hold commas and line breaks).
+struct Records {
+    /// The 1-based file line of each data record, in order (blank lines are not records).
+    lines: Vec<usize>,
+    /// (record index, fields found) of records whose field count differs from the header's.
+    ragged: Vec<(usize, usize)>,
+}
+
+impl Records {
+    fn scan(bytes: &[u8]) -> Self {
+        let (mut lines, mut ragged) = (Vec::new(), Vec::new());
+        let (mut header_fields, mut fields, mut in_quotes) = (None, 1usize, false);
+        let (mut line, mut record_line, mut record_start) = (1usize, 1usize, 0usize);
+        let mut end_record = |at: usize, start: usize, fields: usize, record_line: usize| {
+            let text = &bytes[start..at];
+            if text.is_empty() || text == b"\r" {
+                return; // a blank line, as the CSV reader skips it
+            }
+            match header_fields {
+                None => header_fields = Some(fields),
+                Some(expected) => {
+                    if fields != expected {
+                        ragged.push((lines.len(), fields));
+                    }
+                    lines.push(record_line);
+                }
+            }
+        };
+        for at in memchr::memchr3_iter(b',', b'"', b'\n', bytes) {
+            match bytes[at] {
+                b'"' => in_quotes = !in_quotes,
+                b',' if !in_quotes => fields += 1,
+                b'\n' => {
+                    line += 1;
+                    if !in_quotes {
+                        end_record(at, record_start, fields, record_line);
+                        (fields, record_start, record_line) = (1, at + 1, line);
+                    }
+                }
+                _ => {}
+            }
+        }
+        end_record(bytes.len(), record_start, fields, record_line);
+        Self { lines, ragged }
+    }
+}
+
+/// Fails with the line and column of the first byte that is not UTF-8.
+fn check_utf8(bytes: &[u8], path: &Path) -> Result<()> {
+    let Err(e) = std::str::from_utf8(bytes) else { return Ok(()) };
+    let at = e.valid_up_to();
+    let line_start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+    let line = memchr::memchr_iter(b'\n', &bytes[..at]).count() + 1;
+    let column = String::from_utf8_lossy(&bytes[line_start..at]).chars().count() + 1;
+    bail!("{}:{line}:{column}: invalid UTF-8 (byte 0x{:02x}); expected UTF-8 text", path.display(), bytes[at])
+}
+
 /// Column names of the header line, unquoted.
 fn header(bytes: &[u8]) -> Vec<String> {
     let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
@@ -55,13 +113,18 @@ pub struct Table {
     df: DataFrame,
     /// Lower-case requested name → actual column name (absent optional columns are missing).
     names: Vec<(String, String)>,
+    /// The file line of each row.
+    lines: Vec<usize>,
 }
 
 impl Table {
     /// Reads `required` columns (an error names the file and the missing column) and whichever of
     /// `optional` exist. Each entry lists accepted alternatives, e.g. `&["startdate", "starttime"]`.
-    pub fn read(path: &Path, required: &[&[&str]], optional: &[&str]) -> Result<Self> {
+    /// Rows with more or fewer fields than the header are left out and recorded in `bad`.
+    pub fn read(path: &Path, required: &[&[&str]], optional: &[&str], bad: &mut BadRows) -> Result<Self> {
         let bytes = read_bytes(path)?;
+        check_utf8(&bytes, path)?;
+        let records = Records::scan(&bytes);
         let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let found = header(&bytes);
         let lookup = |name: &str| found.iter().find(|c| c.eq_ignore_ascii_case(name)).cloned();
@@ -89,19 +152,58 @@ impl Table {
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
             .with_columns(Some(columns))
+            // Ragged rows are read (and dropped below, counted) rather than failing the whole table.
+            .map_parse_options(|o| o.with_truncate_ragged_lines(true))
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(|e| anyhow!("{}: cannot parse as CSV: {e}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), file, df, names })
+        if df.height() != records.lines.len() {
+            bail!(
+                "{}: the CSV reader found {} rows where {} records were expected; expected a CSV file with one \
+                 header line and double-quoted fields",
+                path.display(),
+                df.height(),
+                records.lines.len()
+            );
+        }
+        let mut table = Self { path: path.to_path_buf(), file, df, names, lines: records.lines };
+        table.drop_ragged(&records.ragged, found.len(), bad)?;
+        Ok(table)
+    }
+
+    /// Removes the rows whose field count is not the header's, recording each in `bad`.
+    fn drop_ragged(&mut self, ragged: &[(usize, usize)], expected: usize, bad: &mut BadRows) -> Result<()> {
+        if ragged.is_empty() {
+            return Ok(());
+        }
+        let mut keep = vec![true; self.lines.len()];
+        for &(row, fields) in ragged {
+            keep[row] = false;
+            let what = format!("{expected} comma-separated fields, as the header has");
+            bad.record(&self.file, self.lines[row], "(row)", &format!("{fields} fields"), &what);
+        }
+        let mask = BooleanChunked::from_slice(PlSmallStr::from_static("keep"), &keep);
+        self.df =
+            self.df.filter(&mask).map_err(|e| anyhow!("{}: dropping malformed rows: {e}", self.path.display()))?;
+        self.lines = self.lines.iter().zip(&keep).filter(|(_, k)| **k).map(|(l, _)| *l).collect();
+        Ok(())
     }
 
     pub fn height(&self) -> usize {
         self.df.height()
     }
 
-    /// The 1-based line of data row `row` (header = line 1; assumes no quoted line breaks).
-    pub fn line(row: usize) -> usize {
-        row + 2
+    /// Fails, naming the file, when the table has a header but no data rows (a cohort table).
+    pub fn non_empty(self) -> Result<Self> {
+        if self.height() == 0 {
+            bail!("{}: no data rows, only a header; expected the table's rows", self.path.display());
+        }
+        Ok(self)
+    }
+
+    /// The 1-based file line of data row `row` (the header is line 1).
+    pub fn line(&self, row: usize) -> usize {
+        self.lines[row]
     }
 
     /// The column requested as `name` (or as the first alternative of a required entry).
@@ -130,7 +232,7 @@ pub fn parse_id(value: Option<&str>, table: &Table, row: usize, column: &str, ba
     match v.parse::<u64>() {
         Ok(id) => Some(id),
         Err(_) => {
-            bad.record(&table.file, Table::line(row), column, v, "a non-negative integer id");
+            bad.record(&table.file, table.line(row), column, v, "a non-negative integer id");
             None
         }
     }

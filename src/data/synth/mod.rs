@@ -91,7 +91,7 @@ mod sampling;
 mod world;
 
 use crate::config::ConfigArgs;
-use crate::io::AtomicDir;
+use crate::io::output::{OutputDir, OutputKind};
 use crate::progress;
 use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
@@ -220,9 +220,13 @@ pub struct SynthArgs {
     /// Random seed (overrides `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output folder (replaced atomically when complete).
+    /// Output folder: new or empty (it appears whole when complete).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -258,7 +262,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
-    let summary = write_cohort(&cfg, &args.out)?;
+    let summary = write_cohort(&cfg, &args.out, args.overwrite)?;
     progress::say(format!(
         "synth: {} patients, {} admissions ({:.1}% single-visit) in {}",
         summary.patients,
@@ -310,14 +314,15 @@ fn draw_patients(world: &World, cfg: &SynthConfig) -> Vec<Patient> {
     patients
 }
 
-/// Writes the cohort of `cfg` (flavour, size, seed and model) to `out`, atomically.
-pub fn write_cohort(cfg: &SynthConfig, out: &Path) -> Result<CohortSummary> {
+/// Writes the cohort of `cfg` (flavour, size, seed and model) to `out`, atomically; `overwrite`
+/// replaces an earlier cohort there.
+pub fn write_cohort(cfg: &SynthConfig, out: &Path, overwrite: bool) -> Result<CohortSummary> {
     cfg.validate()?;
+    let dir = OutputDir::create(out, OutputKind::Synth, overwrite)?;
     let world = World::build(cfg)?;
     let mut patients = draw_patients(&world, cfg);
     assign_admission_ids(&mut patients, cfg.flavor, cfg.seed);
 
-    let dir = AtomicDir::create(out)?;
     let root = dir.path();
     let jobs = match cfg.flavor {
         Flavor::Mimic3 => mimic3::JOBS,
