@@ -72,26 +72,31 @@ impl Marker {
     }
 }
 
-/// Whether `name` is a temporary or set-aside name of ours: `.NAME.tmp-PID` or `.NAME.old-PID`.
-fn is_temp_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('.') else { return false };
-    ["tmp-", "old-"].iter().any(|tag| {
-        rest.rfind(&format!(".{tag}")).is_some_and(|at| {
-            let pid = &rest[at + 1 + tag.len()..];
-            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-        })
+/// The name a temporary or set-aside name of ours stands for: `NAME` of `.NAME.tmp-PID` or
+/// `.NAME.old-PID`; `None` for any other name.
+fn temp_stem(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?;
+    ["tmp-", "old-"].iter().find_map(|tag| {
+        let at = rest.rfind(&format!(".{tag}"))?;
+        let pid = &rest[at + 1 + tag.len()..];
+        (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && at > 0).then(|| &rest[..at])
     })
 }
 
-/// Removes `.PREFIX….tmp-PID` / `.old-PID` entries in `dir` whose name starts with `.{prefix}` (all
-/// of them when `prefix` is empty): leftovers of a killed run, safe to remove because whoever made
-/// them held the lock this caller holds now.
-fn remove_stale_temps(dir: &Path, prefix: &str) -> Result<usize> {
+fn is_temp_name(name: &str) -> bool {
+    temp_stem(name).is_some()
+}
+
+/// Removes the temporaries in `dir` of the names in `stems` (of every name when `stems` is `None`):
+/// leftovers of a killed run, safe to remove because whoever made them held the lock this caller
+/// holds now. Another output's temporaries beside them (another name, another lock) are left alone.
+fn remove_stale_temps(dir: &Path, stems: Option<&[&str]>) -> Result<usize> {
     let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_temp_name(&name) || !name[1..].starts_with(prefix) {
+        let Some(stem) = temp_stem(&name) else { continue };
+        if stems.is_some_and(|stems| !stems.contains(&stem)) {
             continue;
         }
         let path = entry.path();
@@ -100,6 +105,16 @@ fn remove_stale_temps(dir: &Path, prefix: &str) -> Result<usize> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Locks the destination `dest` (absolute) and removes what an interrupted run left beside it: its
+/// temporaries and those of its sidecar `NAME.config.toml`.
+fn lock_destination(dest: &Path) -> Result<OutputLock> {
+    let lock = OutputLock::acquire(dest)?;
+    let (parent, name) = parent_and_name(dest)?;
+    let sidecar = format!("{name}.config.toml");
+    remove_stale_temps(&parent, Some(&[name.as_str(), sidecar.as_str()]))?;
+    Ok(lock)
 }
 
 /// `dest` made absolute, so `--out .` names the folder itself and its siblings can be named.
@@ -288,9 +303,7 @@ impl OutputDir {
     pub fn create(dest: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
         let dest = absolute(dest)?;
         check_folder(&dest, kind, overwrite)?;
-        let lock = OutputLock::acquire(&dest)?;
-        let (parent, name) = parent_and_name(&dest)?;
-        remove_stale_temps(&parent, &format!("{name}."))?;
+        let lock = lock_destination(&dest)?;
         let staging = crate::io::AtomicDir::create(&dest)?;
         Ok(Self { dest, kind, overwrite, staging: Some(staging), _lock: lock })
     }
@@ -355,7 +368,7 @@ impl RunDir {
             remove_entries(&path, &old.entries)?;
         }
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        remove_stale_temps(&path, "")?;
+        remove_stale_temps(&path, None)?;
         let marker = Marker { written_by: kind, complete: false, entries: Vec::new() };
         marker.write(&path)?;
         Ok(Self { path, marker, _lock: lock })
@@ -375,7 +388,7 @@ impl RunDir {
             ),
             None => bail!("--resume {}: not a run folder of `{}` (no {MARKER})", path.display(), kind.command()),
         };
-        remove_stale_temps(&path, "")?;
+        remove_stale_temps(&path, None)?;
         Ok(Self { path, marker, _lock: lock })
     }
 
@@ -540,9 +553,7 @@ impl OutputFile {
     pub fn create(dest: &Path, kind: OutputKind, overwrite: bool) -> Result<Self> {
         let dest = absolute(dest)?;
         check_file(&dest, kind, overwrite)?;
-        let lock = OutputLock::acquire(&dest)?;
-        let (parent, name) = parent_and_name(&dest)?;
-        remove_stale_temps(&parent, &format!("{name}."))?;
+        let lock = lock_destination(&dest)?;
         Ok(Self { dest, kind, _lock: lock })
     }
 
@@ -598,5 +609,7 @@ mod tests {
         for no in ["a.tmp-12", ".a.tmp-", ".a.tmp-12x", ".a.lock", ".leader-output.json", ".tmp-12"] {
             assert!(!is_temp_name(no), "{no}");
         }
+        assert_eq!(temp_stem(".x.y.tmp-0"), Some("x.y"));
+        assert_eq!(temp_stem(".p.jsonl.config.toml.tmp-7"), Some("p.jsonl.config.toml"));
     }
 }

@@ -145,12 +145,13 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
     std::fs::create_dir_all(tmp.path().join(".cohort.tmp-4000001/aux")).unwrap();
     std::fs::write(tmp.path().join(".cohort.lock"), "").unwrap();
     std::fs::write(tmp.path().join(".other.tmp-4000002"), "someone else's").unwrap();
+    std::fs::create_dir_all(tmp.path().join(".cohort.v2.tmp-4000004")).unwrap();
     leader(&["synth", "--patients", "10", "--out", s(&out)]).assert_success();
     let mut top: Vec<String> =
         std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     top.sort();
     // Another output's temporary (another name) is not ours to remove.
-    assert_eq!(top, [".other.tmp-4000002", "cohort"]);
+    assert_eq!(top, [".cohort.v2.tmp-4000004", ".other.tmp-4000002", "cohort"]);
 }
 
 /// Every file an output holds gets the mode `fs::write` gives under the user's umask (safetensors

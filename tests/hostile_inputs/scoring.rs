@@ -5,6 +5,11 @@
 use super::support::*;
 use std::path::{Path, PathBuf};
 
+/// `leader eval` of `predictions` against `data`'s test split into `out`.
+fn eval(data: &str, predictions: &str, out: &str) -> Run {
+    leader(&["eval", "--data", data, "--split", "test", "--predictions", predictions, "--out", out])
+}
+
 fn data_copy(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     copy_dir(&fixture().path("data"), &data);
@@ -46,18 +51,8 @@ fn a_label_outside_the_vocabulary_names_its_line() {
     records[1] = record.to_string();
     write_lines(&test, &records);
     let preds = fixture().path("test.pred.jsonl");
-    leader(&[
-        "eval",
-        "--data",
-        s(&data),
-        "--split",
-        "test",
-        "--predictions",
-        s(&preds),
-        "--out",
-        s(&tmp.path().join("e")),
-    ])
-    .assert_clear_error(&["test.jsonl:2", "label \"ZZ99\" is not a vocab.json medication"]);
+    eval(s(&data), s(&preds), s(&tmp.path().join("e")))
+        .assert_clear_error(&["test.jsonl:2", "label \"ZZ99\" is not a vocab.json medication"]);
 }
 
 /// Predictions with broken values, lengths or subjects: each names the predictions file and line, and
@@ -84,26 +79,14 @@ fn broken_predictions_are_clear_errors() {
         ("above one", with_first("1.5"), vec!["p.jsonl:2", "is 1.5"]),
         ("wrong length", shorter, vec!["p.jsonl:2", "probabilities (one per vocab.json medication)"]),
     ];
-    let eval = |preds: &Path| {
-        leader(&[
-            "eval",
-            "--data",
-            s(&f.path("data")),
-            "--split",
-            "test",
-            "--predictions",
-            s(preds),
-            "--out",
-            s(&tmp.path().join("e")),
-        ])
-    };
+    let eval_file = |preds: &Path| eval(s(&f.path("data")), s(preds), s(&tmp.path().join("e")));
     for (name, replacement, needles) in cases {
         let mut file = good.clone();
         file[1] = replacement;
         let preds = tmp.path().join(name.replace(' ', "-")).join("p.jsonl");
         std::fs::create_dir_all(preds.parent().unwrap()).unwrap();
         write_lines(&preds, &file);
-        let run = eval(&preds);
+        let run = eval_file(&preds);
         run.assert_clear_error(&needles);
         assert!(!run.stderr.contains(&subject(&good[1])), "{name}: a subject_id is printed: {}", run.stderr);
     }
@@ -113,11 +96,11 @@ fn broken_predictions_are_clear_errors() {
     let mut duplicated = good.clone();
     duplicated.push(good[0].clone());
     write_lines(&dir.join("p.jsonl"), &duplicated);
-    let run = eval(&dir.join("p.jsonl"));
+    let run = eval_file(&dir.join("p.jsonl"));
     run.assert_clear_error(&[&format!("p.jsonl:{}: a second prediction for the record at line 1", n + 1)]);
     assert!(!run.stderr.contains(&subject(&good[0])), "{}", run.stderr);
     write_lines(&dir.join("p.jsonl"), &good[1..]);
-    let run = eval(&dir.join("p.jsonl"));
+    let run = eval_file(&dir.join("p.jsonl"));
     run.assert_clear_error(&[&format!("no prediction for 1 of the {n} records"), "(lines 1)"]);
     assert!(!run.stderr.contains(&subject(&good[0])), "{}", run.stderr);
 }
@@ -229,18 +212,8 @@ fn predictions_and_a_sidecar_from_different_runs_are_refused() {
     let mut text = lines(&preds);
     text.swap(0, 1);
     write_lines(&preds, &text);
-    leader(&[
-        "eval",
-        "--data",
-        s(&f.path("data")),
-        "--split",
-        "test",
-        "--predictions",
-        s(&preds),
-        "--out",
-        s(&tmp.path().join("e")),
-    ])
-    .assert_clear_error(&["does not belong to", "p.jsonl"]);
+    eval(s(&f.path("data")), s(&preds), s(&tmp.path().join("e")))
+        .assert_clear_error(&["does not belong to", "p.jsonl"]);
 }
 
 #[test]
