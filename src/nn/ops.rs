@@ -125,6 +125,7 @@ macro_rules! float_dispatch {
 }
 
 mod attention;
+pub mod frozen;
 pub use attention::{packed_attention, SetOffsets};
 
 /// The contiguous elements of a tensor (copied when it is a strided view).

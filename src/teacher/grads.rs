@@ -51,7 +51,7 @@ pub fn loss_and_grads(
         h = layer.forward(&h, batch, record_nothing)?;
     }
     let top = Var::from_tensor(&h.detach())?;
-    let loss = model.loss(&model.llama.pool(top.as_tensor(), batch, pass)?, labels)?;
+    let loss = model.loss(&model.llama.pool(top.as_tensor(), batch)?, labels)?;
     let grads = (&loss * scale)?.backward()?;
     accumulate(&mut out, &grads, &vars)?;
     let mut upstream = grads.get(top.as_tensor()).cloned();

@@ -1,12 +1,14 @@
 //! Our LLaMA decoder (no LM head): token embedding, pre-RMSNorm blocks of grouped-query attention with
 //! RoPE and a SwiGLU MLP, final RMSNorm. Unlike candle-transformers' `llama`, it takes right-padded
 //! batches with an attention mask and returns every position's hidden state, and every projection can
-//! carry a LoRA adapter. One code path serves training (differentiable ops) and frozen inference
-//! (candle's fused ops, which have no backward pass), chosen by [`Pass::train`].
+//! carry a LoRA adapter. One code path serves training and frozen inference: candle's fused kernels,
+//! with the backward of each stated for the trainable input only (`nn::ops::frozen`), so no frozen
+//! weight, table or mask gets a gradient.
 
 use super::config::LlamaConfig;
 use super::lora::{LoraConfig, LoraLinear, Pass, TARGET_MODULES};
-use candle_core::{DType, Device, Result, Tensor, D};
+use crate::nn::ops::frozen::{frozen_rms_norm, frozen_rope, masked_softmax};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// One right-padded batch of token ids with what every layer needs: RoPE tables for its length and
@@ -18,8 +20,21 @@ pub struct Batch {
     pub lengths: Vec<usize>,
     cos: Tensor,
     sin: Tensor,
-    /// [B, 1, T, T]: 0 where query i may see key j (j ≤ i and j is a real token), a large negative elsewhere.
+    /// [B, 1, T, T] f32: 0 where query i may see key j (j ≤ i and j is a real token), a large negative
+    /// elsewhere.
     mask: Tensor,
+}
+
+/// The causal + padding mask of rows of `lengths` padded to `t`, made on `device` from the lengths
+/// alone (no [B, T, T] host array).
+fn attention_mask(lengths: &[usize], t: usize, device: &Device) -> Result<Tensor> {
+    let pos = Tensor::arange(0u32, t as u32, device)?;
+    let (query, key) = (pos.reshape((1, t, 1))?, pos.reshape((1, 1, t))?);
+    let rows = lengths.len();
+    let lengths = Tensor::from_vec(lengths.iter().map(|&l| l as u32).collect(), (rows, 1, 1), device)?;
+    let visible = key.broadcast_le(&query)?.broadcast_mul(&key.broadcast_lt(&lengths)?)?;
+    // 1 → 0, 0 → −1e9.
+    visible.to_dtype(DType::F32)?.affine(1e9, -1e9)?.unsqueeze(1)
 }
 
 impl Batch {
@@ -38,25 +53,16 @@ impl Batch {
         let b = rows.len();
         let ids: Vec<u32> =
             rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(pad_id, t - r.len()))).collect();
-        let mut mask = vec![0f32; b * t * t];
-        for (row, r) in rows.iter().enumerate() {
-            for i in 0..t {
-                for j in 0..t {
-                    if j > i || j >= r.len() {
-                        mask[(row * t + i) * t + j] = -1e9;
-                    }
-                }
-            }
-        }
+        let lengths: Vec<usize> = rows.iter().map(Vec::len).collect();
         let positions = Tensor::arange(0u32, t as u32, device)?.to_dtype(DType::F64)?;
         let inv_freq = Tensor::new(model.cfg.inv_freq(), device)?;
         let freqs = positions.unsqueeze(1)?.matmul(&inv_freq.unsqueeze(0)?)?;
         Ok(Self {
             input_ids: Tensor::from_vec(ids, (b, t), device)?,
-            lengths: rows.iter().map(Vec::len).collect(),
+            mask: attention_mask(&lengths, t, device)?,
+            lengths,
             cos: freqs.cos()?.to_dtype(dtype)?,
             sin: freqs.sin()?.to_dtype(dtype)?,
-            mask: Tensor::from_vec(mask, (b, 1, t, t), device)?.to_dtype(dtype)?,
         })
     }
 
@@ -68,31 +74,6 @@ impl Batch {
     pub fn real_tokens(&self) -> usize {
         self.lengths.iter().sum()
     }
-}
-
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor> {
-    if pass.train {
-        candle_nn::ops::rms_norm_slow(x, weight, eps as f32)
-    } else {
-        candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)
-    }
-}
-
-fn rope(x: &Tensor, batch: &Batch, pass: Pass) -> Result<Tensor> {
-    if pass.train {
-        candle_nn::rotary_emb::rope_slow(x, &batch.cos, &batch.sin)
-    } else {
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &batch.cos, &batch.sin)
-    }
-}
-
-/// Softmax over the last dimension in f32 (as `transformers` does), cast back.
-fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x32 = if dtype == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
-    let p =
-        if pass.train { candle_nn::ops::softmax(&x32, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&x32)? };
-    p.to_dtype(dtype)
 }
 
 struct Attention {
@@ -110,12 +91,12 @@ impl Attention {
         let (b, t) = batch.dims();
         let x2 = x.reshape((b * t, ()))?;
         let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = rope(&split(self.q.forward(&x2, pass)?, self.heads)?, batch, pass)?;
-        let k = rope(&split(self.k.forward(&x2, pass)?, self.kv_heads)?, batch, pass)?;
+        let q = frozen_rope(&split(self.q.forward(&x2, pass)?, self.heads)?, &batch.cos, &batch.sin)?;
+        let k = frozen_rope(&split(self.k.forward(&x2, pass)?, self.kv_heads)?, &batch.cos, &batch.sin)?;
         let v = split(self.v.forward(&x2, pass)?, self.kv_heads)?;
         let (k, v) = (repeat_kv(k, self.heads / self.kv_heads)?, repeat_kv(v, self.heads / self.kv_heads)?);
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(&batch.mask)?;
-        let out = softmax(&scores, pass)?.matmul(&v)?;
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
+        let out = masked_softmax(&scores, &batch.mask)?.matmul(&v)?;
         let out = out.transpose(1, 2)?.reshape((b * t, self.heads * self.head_dim))?;
         self.o.forward(&out, pass)?.reshape((b, t, ()))
     }
@@ -155,8 +136,8 @@ pub struct Layer {
 
 impl Layer {
     pub fn forward(&self, x: &Tensor, batch: &Batch, pass: Pass) -> Result<Tensor> {
-        let h = (x + self.attn.forward(&rms_norm(x, &self.input_norm, self.eps, pass)?, batch, pass)?)?;
-        &h + self.mlp.forward(&rms_norm(&h, &self.post_norm, self.eps, pass)?, batch, pass)?
+        let h = (x + self.attn.forward(&frozen_rms_norm(x, &self.input_norm, self.eps)?, batch, pass)?)?;
+        &h + self.mlp.forward(&frozen_rms_norm(&h, &self.post_norm, self.eps)?, batch, pass)?
     }
 }
 
@@ -227,11 +208,11 @@ impl Llama {
 
     /// The final-normed hidden state of each row's last real token, [B, H], from the last layer's
     /// output `h` [B, T, H]. The norm works per position, so normalising only the pooled rows is exact.
-    pub fn pool(&self, h: &Tensor, batch: &Batch, pass: Pass) -> Result<Tensor> {
+    pub fn pool(&self, h: &Tensor, batch: &Batch) -> Result<Tensor> {
         let (b, t) = batch.dims();
         let idx: Vec<u32> = batch.lengths.iter().enumerate().map(|(row, len)| (row * t + len - 1) as u32).collect();
         let rows = h.reshape((b * t, ()))?.index_select(&Tensor::new(idx, h.device())?, 0)?;
-        rms_norm(&rows, &self.norm, self.cfg.rms_norm_eps, pass)
+        frozen_rms_norm(&rows, &self.norm, self.cfg.rms_norm_eps)
     }
 
     /// Every layer's output before the final norm, [B, T, H].
@@ -245,6 +226,43 @@ impl Llama {
 
     /// The pooled vector [B, H] (see [`Llama::pool`]).
     pub fn pooled(&self, batch: &Batch, pass: Pass) -> Result<Tensor> {
-        self.pool(&self.forward(batch, pass)?, batch, pass)
+        self.pool(&self.forward(batch, pass)?, batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::teacher::lora::{DropoutKey, TARGET_MODULES};
+    use crate::teacher::model::TeacherModel;
+    use crate::teacher::weights::BaseModel;
+
+    /// A LoRA step's backward pass holds gradients for the adapters and the head, and none for the
+    /// embedding table, the norm weights, the frozen projections, the RoPE tables or the mask.
+    #[test]
+    fn a_training_step_computes_no_gradient_for_frozen_tensors() {
+        let base = BaseModel::resolve("random:tiny", None, 3).unwrap();
+        let modules = TARGET_MODULES.map(String::from).to_vec();
+        let lora = LoraConfig { r: 4, alpha: 8.0, dropout: 0.1, target_modules: modules };
+        let model = TeacherModel::new(&base, &lora, 5, 11, DType::F32, &Device::Cpu, 64).unwrap();
+        let batch = model.batch(&["a b c d e", "f g"]).unwrap();
+        let labels = Tensor::new(&[[1f32, 0., 0., 1., 0.], [0., 1., 0., 0., 1.]], &Device::Cpu).unwrap();
+        let pass = Pass::train(Some(DropoutKey { seed: 1, step: 0, micro: 0 }));
+        let pooled = model.llama.pooled(&batch, pass).unwrap();
+        let grads = model.loss(&pooled, &labels).unwrap().backward().unwrap();
+        let llama = &model.llama;
+        let mut frozen = vec![&llama.embed, &llama.norm, &batch.cos, &batch.sin, &batch.mask];
+        for layer in &llama.layers {
+            let (a, m) = (&layer.attn, &layer.mlp);
+            frozen.extend([&layer.input_norm, &layer.post_norm]);
+            frozen.extend([&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down].map(|p| p.weight()));
+        }
+        assert_eq!(frozen.len(), 5 + 2 * 9);
+        for (i, t) in frozen.iter().enumerate() {
+            assert!(grads.get(t).is_none(), "frozen tensor {i} got a gradient");
+        }
+        for (name, var) in model.trainable() {
+            assert!(grads.get(var.as_tensor()).is_some(), "{name} got no gradient");
+        }
     }
 }

@@ -28,11 +28,11 @@ pub struct DropoutKey {
     pub micro: u64,
 }
 
-/// How a forward pass runs.
+/// How a forward pass runs. The ops are the same either way (fused forwards whose backward the
+/// frozen-operand ops of `nn::ops::frozen` state); a pass only decides dropout and whether the
+/// trainable weights record a graph.
 #[derive(Debug, Clone, Copy)]
 pub struct Pass {
-    /// Differentiable (slow) ops; the fused ones have no backward pass.
-    pub train: bool,
     /// LoRA dropout on (training) or off (`None`: evaluation, gradient checks).
     pub dropout: Option<DropoutKey>,
     /// Use detached copies of the trainable weights so no graph is recorded (the first forward of
@@ -41,14 +41,14 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// Inference: fused ops, no dropout, no graph.
+    /// Inference: no dropout, no graph.
     pub fn frozen() -> Self {
-        Self { train: false, dropout: None, detach: true }
+        Self { dropout: None, detach: true }
     }
 
-    /// Training (differentiable ops, graph recorded), with dropout when `dropout` is given.
+    /// Training (graph recorded), with dropout when `dropout` is given.
     pub fn train(dropout: Option<DropoutKey>) -> Self {
-        Self { train: true, dropout, detach: false }
+        Self { dropout, detach: false }
     }
 }
 
@@ -108,9 +108,16 @@ impl LoraLinear {
         Ok(Self { weight, adapter, id })
     }
 
+    /// The frozen base weight [out, in].
+    #[cfg(test)]
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// `x` is [N, in] (callers flatten batch and time).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        // The frozen base gets no gradient (candle's matmul would compute one).
+        let y = crate::nn::ops::frozen::frozen_linear(x, &self.weight)?;
         let Some(ad) = &self.adapter else { return Ok(y) };
         let (a, b) = if pass.detach { (ad.a.detach(), ad.b.detach()) } else { (ad.a.clone(), ad.b.clone()) };
         let xd = match pass.dropout {
