@@ -26,8 +26,9 @@ pub fn accumulate(into: &mut GradStore, from: &GradStore, vars: &[(String, Var)]
     Ok(())
 }
 
-/// The loss of one micro-batch (unscaled, as f64) and the gradients of `scale · loss` with respect
-/// to the model's trainable variables only.
+/// The loss of one micro-batch (unscaled, an f64 scalar left on the device: the step reads its losses
+/// once, not per micro-batch) and the gradients of `scale · loss` with respect to the model's
+/// trainable variables only.
 pub fn loss_and_grads(
     model: &TeacherModel,
     batch: &Batch,
@@ -35,13 +36,13 @@ pub fn loss_and_grads(
     pass: Pass,
     scale: f64,
     checkpoint: bool,
-) -> Result<(f64, GradStore)> {
+) -> Result<(Tensor, GradStore)> {
     let vars = model.trainable();
     let mut out = GradStore::default();
     if !checkpoint {
         let loss = model.loss(&model.llama.pooled(batch, pass)?, labels)?;
         accumulate(&mut out, &(&loss * scale)?.backward()?, &vars)?;
-        return Ok((loss.to_dtype(candle_core::DType::F64)?.to_scalar()?, out));
+        return Ok((loss.detach().to_dtype(candle_core::DType::F64)?, out));
     }
     let record_nothing = Pass { detach: true, ..pass };
     let mut inputs = Vec::with_capacity(model.llama.layers.len());
@@ -63,5 +64,5 @@ pub fn loss_and_grads(
         accumulate(&mut out, &layer_grads, &vars)?;
         upstream = layer_grads.get(x.as_tensor()).cloned();
     }
-    Ok((loss.to_dtype(candle_core::DType::F64)?.to_scalar()?, out))
+    Ok((loss.detach().to_dtype(candle_core::DType::F64)?, out))
 }

@@ -418,7 +418,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
         let step = state.step;
         opt.set_lr(t.lr * (1.0 - step as f64 / t.max_steps as f64));
         let mut grads = GradStore::default();
-        let mut loss = 0.0;
+        let mut losses = Vec::with_capacity(t.grad_accum);
         for micro in 0..t.grad_accum {
             let rows = order.rows((step * t.grad_accum as u64 + micro as u64) * t.micro_batch as u64, t.micro_batch);
             let prompts: Vec<&str> = rows.iter().map(|&r| train.prompts[r].as_str()).collect();
@@ -429,8 +429,9 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
             let scale = 1.0 / t.grad_accum as f64;
             let (l, g) = loss_and_grads(&model, &batch, &labels, Pass::train(Some(key)), scale, t.checkpoint_layers)?;
             accumulate(&mut grads, &g, &vars)?;
-            loss += l * scale;
+            losses.push((l * scale)?);
         }
+        let loss = Tensor::stack(&losses, 0)?.sum_all()?.to_scalar::<f64>()?;
         ensure!(
             loss.is_finite(),
             "step {}: the loss is {loss}; stopping. The last good checkpoint is kept in {}",
