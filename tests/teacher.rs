@@ -379,3 +379,32 @@ fn resumed_training_is_bit_identical() {
     assert_eq!(log(&straight), log(&split));
     assert_eq!(log(&split).lines().filter(|l| l.contains("\"kind\":\"train\"")).count(), 3);
 }
+
+/// `--check-against-cpu` on the CPU itself: f32 is the very same computation (no difference at all);
+/// bf16 stays within a few percent of f32 in the pooled vectors, the loss and every gradient.
+#[test]
+fn check_against_cpu_compares_pooled_vectors_loss_and_gradients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("base");
+    tiny_model(&model, None);
+    let check = |dtype: &str| {
+        let args = TrainTeacherArgs {
+            model: Some(model.to_str().unwrap().into()),
+            dtype: Some(dtype.into()),
+            micro_batch: Some(3),
+            bench_seq_len: 40,
+            check_against_cpu: true,
+            ..Default::default()
+        };
+        leader::teacher::bench::check_against_cpu(&args).unwrap()
+    };
+    let f32 = check("f32");
+    for key in ["pooled_max_rel", "loss_rel", "grad_max_rel"] {
+        assert_eq!(f32[key].as_f64(), Some(0.0), "{key}: {f32}");
+    }
+    let bf16 = check("bf16");
+    assert!(bf16["pooled_max_rel"].as_f64().unwrap() < 0.03, "{bf16}");
+    assert!(bf16["loss_rel"].as_f64().unwrap() < 1e-3, "{bf16}");
+    assert!(bf16["grad_max_rel"].as_f64().unwrap() < 0.05, "{bf16}");
+    assert!(bf16["grad_max_rel"].as_f64().unwrap() > 0.0, "bf16 must differ from f32: {bf16}");
+}

@@ -123,6 +123,11 @@ pub struct TrainTeacherArgs {
     /// Benchmark the frozen forward pass (what export-hidden and predict run) instead of training.
     #[arg(long)]
     pub bench_forward_only: bool,
+    /// Instead of training: one micro-batch of random token ids on --device in --dtype and on the CPU
+    /// in f32 (same --model folder, same adapters); prints the largest relative differences of the
+    /// pooled vectors, the loss and the LoRA/head gradients as one JSON line. Nothing is written.
+    #[arg(long, conflicts_with = "bench_steps")]
+    pub check_against_cpu: bool,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -494,6 +499,10 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
 }
 
 pub fn run(args: &TrainTeacherArgs) -> Result<()> {
+    if args.check_against_cpu {
+        println!("{}", super::bench::check_against_cpu(args)?);
+        return Ok(());
+    }
     if let Some(steps) = args.bench_steps {
         println!("{}", super::bench::bench(args, steps)?);
         return Ok(());
