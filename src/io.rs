@@ -39,15 +39,27 @@ impl AtomicFile {
         Ok(Self { tmp, dest: dest.to_path_buf(), writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.commit_after(|_| Ok(()))
+    }
+
+    /// Completes the temporary file, runs `before` on it (e.g. to write a sidecar that describes it)
+    /// and only then moves it into place.
+    pub fn commit_after(mut self, before: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let writer = self.writer.take().expect("writer present until commit");
         let file = writer
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", self.tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.tmp.display()))?;
-        fs::rename(&self.tmp, &self.dest)
-            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.dest.display()))
+        let done = before(&self.tmp).and_then(|()| {
+            fs::rename(&self.tmp, &self.dest)
+                .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.dest.display()))
+        });
+        if done.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        done
     }
 }
 

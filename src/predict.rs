@@ -91,21 +91,26 @@ pub struct Scored {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let out = OutputFile::create(&args.out, OutputKind::Predict, args.overwrite)?;
-    let (kind, run_dir, scored) = match (&args.model, &args.teacher) {
+    let (kind, run_dir, sink) = match (&args.model, &args.teacher) {
         (_, Some(teacher)) => ("teacher", teacher, crate::teacher::predict::run(args)?),
         (Some(model), None) => ("student", model, crate::student::predict::run(args)?),
         (None, None) => bail!("give --model STUDENT_RUN or --teacher TEACHER_RUN"),
     };
-    let meta = PredictMeta {
-        model_kind: kind,
-        model_run: run_dir,
-        records: args.records_path()?,
-        format: args.format,
-        top_k: args.top_k,
-        records_scored: scored.records,
-        vocab_fingerprint: scored.vocab_fingerprint,
-    };
-    out.commit(&meta)?;
+    let records = args.records_path()?;
+    // The sidecar (model kind, medication order) is written before the predictions appear: a file
+    // without its sidecar would be scored with the wrong threshold.
+    let scored = sink.finish(|content, scored| {
+        let meta = PredictMeta {
+            model_kind: kind,
+            model_run: run_dir,
+            records,
+            format: args.format,
+            top_k: args.top_k,
+            records_scored: scored.records,
+            vocab_fingerprint: scored.vocab_fingerprint.clone(),
+        };
+        out.write_sidecar(content, &meta)
+    })?;
     crate::progress::say(format!("predict: {} records scored by the {kind} -> {}", scored.records, args.out.display()));
     Ok(())
 }
@@ -168,14 +173,16 @@ impl PredictionSink {
         }
     }
 
-    /// Commits the output.
-    pub fn finish(self) -> Result<Scored> {
+    /// Commits the output, running `before` on the complete file (under its temporary name) first.
+    pub fn finish(self, before: impl FnOnce(&Path, &Scored) -> Result<()>) -> Result<Scored> {
+        let scored = Scored { records: self.written, vocab_fingerprint: self.vocab.fingerprint() };
+        let before = |content: &Path| before(content, &scored);
         match self.format {
             Sink::Jsonl(w) => {
-                w.finish()?;
+                w.finish_after(before)?;
             }
-            Sink::Csv { file, .. } => file.commit()?,
+            Sink::Csv { file, .. } => file.commit_after(before)?,
         }
-        Ok(Scored { records: self.written, vocab_fingerprint: self.vocab.fingerprint() })
+        Ok(scored)
     }
 }

@@ -42,7 +42,12 @@ impl PredictionWriter {
 
     /// Commits the file and returns how many predictions it holds.
     pub fn finish(self) -> Result<usize> {
-        self.file.commit()?;
+        self.finish_after(|_| Ok(()))
+    }
+
+    /// Completes the file, runs `before` on it, then commits it (see [`AtomicFile::commit_after`]).
+    pub fn finish_after(self, before: impl FnOnce(&Path) -> Result<()>) -> Result<usize> {
+        self.file.commit_after(before)?;
         Ok(self.count)
     }
 }

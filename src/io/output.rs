@@ -538,9 +538,10 @@ pub fn check_sidecar_matches(file: &Path, written: &Written) -> Result<()> {
     Ok(())
 }
 
-/// A single-file output with its sidecar config. The caller writes the file atomically at
-/// [`OutputFile::dest`]; [`OutputFile::commit`] then writes the sidecar, which fingerprints the file,
-/// so a pair torn by a crash between the two renames is refused by every reader.
+/// A single-file output with its sidecar config, which fingerprints the file, so a pair torn by a
+/// crash between the two renames is refused by every reader. The caller writes the file atomically at
+/// [`OutputFile::dest`] and writes the sidecar with [`OutputFile::write_sidecar`] before the file's
+/// rename, or with [`OutputFile::commit`] after it.
 pub struct OutputFile {
     dest: PathBuf,
     kind: OutputKind,
@@ -561,10 +562,17 @@ impl OutputFile {
         &self.dest
     }
 
-    /// Writes the sidecar of the finished file: `sidecar` (any serialisable config) with a
-    /// `[written]` table added.
+    /// Writes the sidecar of the finished file, already in place: `sidecar` (any serialisable config)
+    /// with a `[written]` table added.
     pub fn commit<T: Serialize>(self, sidecar: &T) -> Result<()> {
-        let (bytes, fingerprint) = file_fingerprint(&self.dest)?;
+        self.write_sidecar(&self.dest, sidecar)
+    }
+
+    /// Writes the sidecar describing `content` (the finished file, still under its temporary name when
+    /// the caller moves it into place only afterwards: then a crash in between leaves a sidecar that
+    /// matches no file, which every reader refuses, never a file without its sidecar).
+    pub fn write_sidecar<T: Serialize>(&self, content: &Path, sidecar: &T) -> Result<()> {
+        let (bytes, fingerprint) = file_fingerprint(content)?;
         let written = Written { by: self.kind, bytes, fingerprint };
         let mut table = toml::Table::try_from(sidecar).context("serialising the sidecar config")?;
         table.insert("written".into(), toml::Value::try_from(&written)?);

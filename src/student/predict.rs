@@ -9,7 +9,7 @@ use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::io::JsonLines;
 use crate::nn::{ops, parallel};
-use crate::predict::{PredictArgs, PredictionSink, Scored};
+use crate::predict::{PredictArgs, PredictionSink};
 use crate::progress;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
@@ -80,7 +80,8 @@ fn check_vocabulary(args: &PredictArgs, records_path: &Path, student: &TrainedSt
     Ok(true)
 }
 
-pub fn run(args: &PredictArgs) -> Result<Scored> {
+/// Scores the records named by `args` into a [`PredictionSink`], returned unfinished.
+pub fn run(args: &PredictArgs) -> Result<PredictionSink> {
     let run_dir = args.model.as_ref().context("give --model RUN")?;
     let student = TrainedStudent::load(run_dir)?;
     let cfg = run_config(run_dir)?;
@@ -157,5 +158,5 @@ pub fn run(args: &PredictArgs) -> Result<Scored> {
             stats.codes
         );
     }
-    sink.finish()
+    Ok(sink)
 }

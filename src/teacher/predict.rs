@@ -5,13 +5,13 @@ use super::device::parse_device;
 use super::run::Teacher;
 use crate::data::record::read_records;
 use crate::data::vocab::Vocab;
-use crate::predict::{PredictArgs, PredictionSink, Scored};
+use crate::predict::{PredictArgs, PredictionSink};
 use anyhow::{ensure, Context, Result};
 use candle_core::DType;
 
-/// Scores the records named by `args`, writes them through [`PredictionSink`] and returns how many
-/// were scored. The base runs in f32 (`leader predict` has no dtype flag).
-pub fn run(args: &PredictArgs) -> Result<Scored> {
+/// Scores the records named by `args` into a [`PredictionSink`], returned unfinished. The base runs
+/// in f32 (`leader predict` has no dtype flag).
+pub fn run(args: &PredictArgs) -> Result<PredictionSink> {
     let run_dir = args.teacher.as_ref().context("predict for the teacher needs --teacher RUN")?;
     let teacher = Teacher::load(run_dir, &parse_device(&args.device)?, DType::F32)?;
     if let Some(data) = &args.data {
@@ -30,5 +30,5 @@ pub fn run(args: &PredictArgs) -> Result<Scored> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    sink.finish()
+    Ok(sink)
 }
