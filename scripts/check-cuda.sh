@@ -2,8 +2,9 @@
 # Type-checks the `cuda` feature, every target, without a GPU or a CUDA toolkit: CUDA 13.0 nvcc from
 # PyPI wheels and a candle-core patched to load CUDA at run time, both from ../shared/cuda (its build.sh
 # installs them once under ~/.cache/leader-cuda and builds the GPU binary .device/leader.xz on the
-# way). The check has its own target folder there, so the CPU build is not rebuilt; later runs are
-# incremental. A `cuda` build that does not compile makes this script, and CI, fail.
+# way). The check shares build.sh's target folder there (candle-kernels' nvcc output is reused), so the
+# CPU build is not rebuilt; later runs are incremental. A `cuda` build that does not compile makes this
+# script, and CI, fail.
 #   scripts/check-cuda.sh          (LEADER_SHARED=DIR if shared/ is not beside the checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ if [ ! -x "$nvcc_dir/nvcc" ] || [ ! -f "$patched/Cargo.toml" ]; then
 fi
 echo "== check-cuda: cargo check --features cuda --all-targets"
 started=$(date +%s)
-PATH="$nvcc_dir:$PATH" CUDA_COMPUTE_CAP=90 CARGO_TARGET_DIR="$cache/check-target" \
+PATH="$nvcc_dir:$PATH" CUDA_COMPUTE_CAP=90 LIBRARY_PATH="$cache/cudart-static" CARGO_TARGET_DIR="$cache/target" \
     cargo check --release --features cuda --all-targets --quiet \
     --config "patch.crates-io.candle-core.path=\"$patched\""
 echo "== check-cuda: the cuda feature compiles ($(( $(date +%s) - started )) s)"
