@@ -84,9 +84,14 @@ pub fn resolve<T: DeserializeOwned>(default_toml: &str, args: &ConfigArgs, flags
     typed(overlay(parse_table(default_toml, "the built-in default config")?, args, flags)?)
 }
 
-/// An explicit flag as the `--set` assignment it stands for, the value written as TOML.
-pub fn flag(key: &str, value: impl Into<toml::Value>) -> String {
-    format!("{key}={}", value.into())
+/// An explicit flag as the `--set` assignment it stands for, the value written as TOML (enums as
+/// their config names). A value TOML cannot hold (an integer above 2⁶³) is written as text, which
+/// the typed config then refuses with a clear error.
+pub fn flag<T: Serialize>(key: &str, value: T) -> String {
+    match toml::Value::try_from(value) {
+        Ok(v) => format!("{key}={v}"),
+        Err(e) => format!("{key}={}", toml::Value::String(format!("(not representable: {e})"))),
+    }
 }
 
 /// The config of a resumed run: the run's saved `config.toml`, with `--config`, `--set` and the

@@ -138,18 +138,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         (None, Some(baseline)) => Source::Baseline(baseline),
         (None, None) => bail!("give --predictions FILE or --baseline frequency"),
     };
-    let mut cfg = EvalConfig::load(&args.config)?;
-    if let Some(split) = &args.split {
-        cfg.split = split.clone();
-    }
-    if let Some(kind) = args.model_kind {
-        cfg.model_kind = kind;
-    }
-    let resample = &mut cfg.resample;
-    resample.rounds = args.rounds.unwrap_or(resample.rounds);
-    resample.seed = args.seed.unwrap_or(resample.seed);
-    resample.bootstrap = args.bootstrap.unwrap_or(resample.bootstrap);
-    cfg.threads = args.threads.unwrap_or(cfg.threads);
+    use crate::config::flag;
+    let mut flags: Vec<String> = args.split.iter().map(|v| flag("split", v)).collect();
+    flags.extend(args.model_kind.iter().map(|v| flag("model_kind", v)));
+    flags.extend(args.rounds.iter().map(|v| flag("resample.rounds", v)));
+    flags.extend(args.seed.iter().map(|v| flag("resample.seed", v)));
+    flags.extend(args.bootstrap.iter().map(|v| flag("resample.bootstrap", v)));
+    flags.extend(args.threads.iter().map(|v| flag("threads", v)));
+    let mut cfg: EvalConfig = crate::config::resolve(DEFAULT_CONFIG, &args.config, &flags)?;
     cfg.model_kind = resolve_model_kind(cfg.model_kind, source)?;
     if let Some(value) = args.threshold {
         cfg.threshold_mut(cfg.model_kind).value = value;

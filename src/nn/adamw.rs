@@ -41,16 +41,8 @@ impl AdamW {
         Ok(Self { vars, m, v, step: 0, config, threads: 0 })
     }
 
-    pub fn steps_taken(&self) -> u64 {
-        self.step
-    }
-
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
-    }
-
-    pub fn vars(&self) -> &[(String, Var)] {
-        &self.vars
     }
 
     /// The global L2 norm of the gradients of this optimiser's variables.

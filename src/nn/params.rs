@@ -20,10 +20,6 @@ impl SeededVarMap {
         Self { map: VarMap::new(), seed }
     }
 
-    pub fn var_map(&self) -> &VarMap {
-        &self.map
-    }
-
     pub fn var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
         VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }

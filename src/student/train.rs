@@ -212,10 +212,10 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
 /// The teacher is left out (`TeacherSource::None`) for the caller to set.
 fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
     use crate::config::flag;
-    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e as i64)).collect();
-    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b as i64)));
+    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
+    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b)));
     flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
-    flags.extend(args.seed.iter().map(|&s| flag("seed", s as i64)));
+    flags.extend(args.seed.iter().map(|&s| flag("seed", s)));
     flags.extend(forced.iter().cloned());
     let (run_dir, config, data_dir, resume) = match (&args.resume, &args.out) {
         (Some(run), _) => {

@@ -152,11 +152,11 @@ impl TrainTeacherArgs {
         flags.extend(self.revision.iter().map(|v| flag("model.revision", v.as_str())));
         flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v.as_str())));
         flags.extend(self.device.iter().map(|v| flag("model.device", v.as_str())));
-        flags.extend(self.max_tokens.iter().map(|&v| flag("model.max_tokens", v as i64)));
-        flags.extend(self.max_steps.iter().map(|&v| flag("train.max_steps", v as i64)));
-        flags.extend(self.seed.iter().map(|&v| flag("train.seed", v as i64)));
-        flags.extend(self.micro_batch.iter().map(|&v| flag("train.micro_batch", v as i64)));
-        flags.extend(self.grad_accum.iter().map(|&v| flag("train.grad_accum", v as i64)));
+        flags.extend(self.max_tokens.iter().map(|&v| flag("model.max_tokens", v)));
+        flags.extend(self.max_steps.iter().map(|&v| flag("train.max_steps", v)));
+        flags.extend(self.seed.iter().map(|&v| flag("train.seed", v)));
+        flags.extend(self.micro_batch.iter().map(|&v| flag("train.micro_batch", v)));
+        flags.extend(self.grad_accum.iter().map(|&v| flag("train.grad_accum", v)));
         flags.extend(self.lr.iter().map(|&v| flag("train.lr", v)));
         if self.checkpoint_layers {
             flags.push(flag("train.checkpoint_layers", true));

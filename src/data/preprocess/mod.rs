@@ -97,20 +97,12 @@ pub struct Inputs {
 impl PreprocessArgs {
     /// The effective config: defaults, --config, --set, then the explicit flags.
     pub fn effective_config(&self) -> Result<PreprocessConfig> {
-        let mut cfg: PreprocessConfig = crate::config::load(DEFAULT_CONFIG, &self.config)?;
-        if let Some(s) = self.source {
-            cfg.source = s;
-        }
-        if let Some(k) = self.map_key {
-            cfg.medications.map_key = k;
-        }
-        if let Some(m) = self.split {
-            cfg.split.mode = m;
-        }
-        if let Some(n) = self.min_visits {
-            cfg.min_visits = n;
-        }
-        Ok(cfg)
+        use crate::config::flag;
+        let mut flags: Vec<String> = self.source.iter().map(|v| flag("source", v)).collect();
+        flags.extend(self.map_key.iter().map(|v| flag("medications.map_key", v)));
+        flags.extend(self.split.iter().map(|v| flag("split.mode", v)));
+        flags.extend(self.min_visits.iter().map(|v| flag("min_visits", v)));
+        crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)
     }
 
     pub fn inputs(&self, cfg: &PreprocessConfig) -> Result<Inputs> {

@@ -252,16 +252,11 @@ pub struct CohortSummary {
 type TableJob = (&'static str, fn(&world::World, &[Patient], &Path, u32) -> Result<u64>);
 
 pub fn run(args: &SynthArgs) -> Result<()> {
-    let mut cfg: SynthConfig = crate::config::load(DEFAULT_CONFIG, &args.config)?;
-    if let Some(flavor) = args.flavor {
-        cfg.flavor = flavor;
-    }
-    if let Some(patients) = args.patients {
-        cfg.patients = patients;
-    }
-    if let Some(seed) = args.seed {
-        cfg.seed = seed;
-    }
+    use crate::config::flag;
+    let mut flags: Vec<String> = args.flavor.iter().map(|v| flag("flavor", v)).collect();
+    flags.extend(args.patients.iter().map(|v| flag("patients", v)));
+    flags.extend(args.seed.iter().map(|v| flag("seed", v)));
+    let cfg: SynthConfig = crate::config::resolve(DEFAULT_CONFIG, &args.config, &flags)?;
     let summary = write_cohort(&cfg, &args.out, args.overwrite)?;
     progress::say(format!(
         "synth: {} patients, {} admissions ({:.1}% single-visit) in {}",
