@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times `leader preprocess` on a full-MIMIC-III-sized synthetic cohort and prints wall time and peak RSS.
-# Usage: [SHAPE=anchor|synth] scripts/bench-preprocess.sh [PATIENTS] [WORKDIR]
+# Usage: [SHAPE=anchor|synth] [BIN=path/to/leader] scripts/bench-preprocess.sh [PATIENTS] [WORKDIR]
 #   (defaults: anchor, 46520 patients, target/bench-preprocess)
 # SHAPE=anchor (default) shapes the cohort like full MIMIC-III, the anchor's tables: 86% single-visit
 # patients (~58k admissions) and ~69 prescription rows per admission (~4M rows). SHAPE=synth keeps the
@@ -18,8 +18,8 @@ case "$SHAPE" in
   synth) SHAPE_ARGS=() ;;
   *) echo "SHAPE must be anchor or synth, got $SHAPE" >&2; exit 2 ;;
 esac
-cargo build --release --quiet
-BIN=target/release/leader
+# BIN=path/to/leader measures another build (e.g. an older commit) on the same cohort.
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; BIN=target/release/leader; fi
 mkdir -p "$WORK"
 RAW="$WORK/raw-$SHAPE-$PATIENTS"
 if [ ! -f "$RAW/PRESCRIPTIONS.csv.gz" ]; then
@@ -33,6 +33,7 @@ ARGS=(--quiet preprocess --source mimic3 --raw "$RAW" --drug-map "$RAW/aux/drug_
       --atc-names "$RAW/aux/atc_names.csv" --ddi-pairs "$RAW/aux/ddi_pairs.csv" --out "$WORK/out")
 run() {
   local label="$1"; shift
+  rm -rf "$WORK/out"
   if [ -x /usr/bin/time ]; then
     /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$BIN" "${ARGS[@]}" "$@"
     read -r wall kb < "$WORK/time.txt"

@@ -69,18 +69,26 @@ impl Records {
                 }
             }
         };
-        for at in memchr::memchr3_iter(b',', b'"', b'\n', bytes) {
-            match bytes[at] {
-                b'"' => in_quotes = !in_quotes,
-                b',' if !in_quotes => fields += 1,
-                b'\n' => {
-                    line += 1;
-                    if !in_quotes {
-                        end_record(at, record_start, fields, record_line);
-                        (fields, record_start, record_line) = (1, at + 1, line);
-                    }
-                }
-                _ => {}
+        // Line by line (memchr finds the line ends), each line's bytes in one branch-free pass: the
+        // quote state flips on every quote (a doubled quote flips it twice) and a comma counts outside
+        // quotes. A quoted line break continues the record. (Stepping from comma to quote to newline
+        // with memchr cost a quarter of a 4M-row preprocess: the rows are full of both.)
+        let mut line_start = 0;
+        for at in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+            let mut quoted = u8::from(in_quotes);
+            for &b in &bytes[line_start..at] {
+                quoted ^= u8::from(b == b'"');
+                fields += usize::from((b == b',') & (quoted == 0));
+            }
+            in_quotes = quoted == 1;
+            line_start = at + 1;
+            if at == bytes.len() {
+                break;
+            }
+            line += 1;
+            if !in_quotes {
+                end_record(at, record_start, fields, record_line);
+                (fields, record_start, record_line) = (1, at + 1, line);
             }
         }
         end_record(bytes.len(), record_start, fields, record_line);
@@ -127,6 +135,7 @@ impl Table {
         let records = Records::scan(&bytes);
         let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let found = header(&bytes);
+        let long_rows = records.ragged.iter().any(|&(_, fields)| fields > found.len());
         let lookup = |name: &str| found.iter().find(|c| c.eq_ignore_ascii_case(name)).cloned();
         let mut names = Vec::new();
         for alternatives in required {
@@ -152,8 +161,9 @@ impl Table {
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
             .with_columns(Some(columns))
-            // Ragged rows are read (and dropped below, counted) rather than failing the whole table.
-            .map_parse_options(|o| o.with_truncate_ragged_lines(true))
+            // Rows with extra fields are read (and dropped below, counted) rather than failing the
+            // whole table; asked for only when there are any (it slows the reader by a fifth).
+            .map_parse_options(|o| o.with_truncate_ragged_lines(long_rows))
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(|e| anyhow!("{}: cannot parse as CSV: {e}", path.display()))?;
@@ -269,5 +279,19 @@ pub fn parse_row_ids(
             failures.missing += 1;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Records;
+
+    #[test]
+    fn records_know_quotes_line_breaks_blank_lines_and_ragged_rows() {
+        let text = b"a,b,c\r\n1,2,3\r\n\n\"x,\"\"y\"\"\nz\",2,3\n4,5\n6,7,8,9\n\"q\",1,2";
+        let r = Records::scan(text);
+        // Records start on lines 2, 4 (spanning 5), 6, 7 and 8; line 3 is blank.
+        assert_eq!(r.lines, [2, 4, 6, 7, 8]);
+        assert_eq!(r.ragged, [(2, 2), (3, 4)]);
     }
 }
