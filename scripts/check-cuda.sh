@@ -19,7 +19,14 @@ if [ ! -x "$nvcc_dir/nvcc" ] || [ ! -f "$patched/Cargo.toml" ]; then
 fi
 echo "== check-cuda: cargo check --features cuda --all-targets"
 started=$(date +%s)
-PATH="$nvcc_dir:$PATH" CUDA_COMPUTE_CAP=90 LIBRARY_PATH="$cache/cudart-static" CARGO_TARGET_DIR="$cache/target" \
-    cargo check --release --features cuda --all-targets --quiet \
-    --config "patch.crates-io.candle-core.path=\"$patched\""
+# A copy of the checkout (as build.sh does): the patch would otherwise rewrite this Cargo.lock.
+src=$cache/check-src
+rm -rf "$src" && mkdir -p "$src"
+tar --exclude=./target --exclude=./.git --exclude=./.device --exclude=./runs -cf - . | tar -C "$src" -xf -
+(
+    cd "$src"
+    PATH="$nvcc_dir:$PATH" CUDA_COMPUTE_CAP=90 LIBRARY_PATH="$cache/cudart-static" CARGO_TARGET_DIR="$cache/target" \
+        cargo check --release --features cuda --all-targets --quiet \
+        --config "patch.crates-io.candle-core.path=\"$patched\""
+)
 echo "== check-cuda: the cuda feature compiles ($(( $(date +%s) - started )) s)"

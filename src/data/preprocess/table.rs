@@ -69,18 +69,14 @@ impl Records {
                 }
             }
         };
-        // Line by line (memchr finds the line ends), each line's bytes in one branch-free pass: the
-        // quote state flips on every quote (a doubled quote flips it twice) and a comma counts outside
-        // quotes. A quoted line break continues the record. (Stepping from comma to quote to newline
-        // with memchr cost a quarter of a 4M-row preprocess: the rows are full of both.)
+        // Line by line (memchr finds the line ends), each line eight bytes at a time (`count_fields`).
+        // A quoted line break continues the record. (Stepping from comma to quote to newline with
+        // memchr cost a quarter of a 4M-row preprocess: MIMIC rows are full of both.)
         let mut line_start = 0;
         for at in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
-            let mut quoted = u8::from(in_quotes);
-            for &b in &bytes[line_start..at] {
-                quoted ^= u8::from(b == b'"');
-                fields += usize::from((b == b',') & (quoted == 0));
-            }
-            in_quotes = quoted == 1;
+            let (commas, quoted) = count_fields(&bytes[line_start..at], in_quotes);
+            fields += commas;
+            in_quotes = quoted;
             line_start = at + 1;
             if at == bytes.len() {
                 break;
@@ -94,6 +90,40 @@ impl Records {
         end_record(bytes.len(), record_start, fields, record_line);
         Self { lines, ragged }
     }
+}
+
+/// The commas outside quotes in `line` (which holds no line break), starting inside quotes when
+/// `quoted`, and whether the line ends inside quotes. A quote flips the state (a doubled quote flips
+/// it twice). Eight bytes at a time: the bytes equal to `"` and to `,` as bit masks, the quote state
+/// at each byte as the prefix XOR of the quote bits.
+fn count_fields(line: &[u8], mut quoted: bool) -> (usize, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // Bit i of the result: byte i of `word` is `byte` (exact: no borrow crosses bytes).
+    let bits = |word: u64, byte: u8| -> u32 {
+        let x = word ^ (ONES * u64::from(byte));
+        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+        ((zero >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+    };
+    let mut commas = 0;
+    let mut words = line.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let (quotes, comma) = (bits(word, b'"'), bits(word, b','));
+        let mut inside = quotes ^ (quotes << 1);
+        inside ^= inside << 2;
+        inside ^= inside << 4;
+        if quoted {
+            inside = !inside;
+        }
+        commas += (comma & !inside & 0xff).count_ones() as usize;
+        quoted = inside & 0x80 != 0;
+    }
+    for &b in words.remainder() {
+        quoted ^= b == b'"';
+        commas += usize::from(b == b',' && !quoted);
+    }
+    (commas, quoted)
 }
 
 /// Fails with the line and column of the first byte that is not UTF-8.
@@ -285,6 +315,30 @@ pub fn parse_row_ids(
 #[cfg(test)]
 mod tests {
     use super::Records;
+
+    /// The word-at-a-time count equals a byte-by-byte walk on random lines of quotes, commas and
+    /// letters, from either starting state.
+    #[test]
+    fn word_at_a_time_field_count_equals_the_byte_walk() {
+        let mut rng = crate::nn::rng::TensorRng::new(5);
+        for _ in 0..2000 {
+            let len = rng.below(70);
+            let line: Vec<u8> = (0..len).map(|_| [b'a', b',', b'"', b'x', b'\r'][rng.below(5)]).collect();
+            for start in [false, true] {
+                let (mut commas, mut quoted) = (0, start);
+                for &b in &line {
+                    quoted ^= b == b'"';
+                    commas += usize::from(b == b',' && !quoted);
+                }
+                assert_eq!(
+                    super::count_fields(&line, start),
+                    (commas, quoted),
+                    "{:?} {start}",
+                    String::from_utf8_lossy(&line)
+                );
+            }
+        }
+    }
 
     #[test]
     fn records_know_quotes_line_breaks_blank_lines_and_ragged_rows() {
