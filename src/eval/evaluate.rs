@@ -4,7 +4,7 @@ use crate::data::ddi::DdiPairs;
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::eval::ddi::DdiCounter;
-use crate::eval::metrics::{average_precision_of, Threshold};
+use crate::eval::metrics::{mean_average_precision, Threshold};
 use crate::eval::report::{build_report, MetricsReport};
 use crate::eval::resample::ResampleOptions;
 use crate::eval::scoring::{targets, Scorer};
@@ -46,10 +46,6 @@ pub fn evaluate(
 pub fn mean_prauc(records: &[Record], probabilities: &[f32], vocab: &Vocab) -> Result<f64> {
     let m = check_shape(records, probabilities, vocab)?;
     ensure!(!records.is_empty(), "mean PRAUC of no records");
-    let total: f64 = targets(records, vocab)?
-        .iter()
-        .zip(probabilities.chunks_exact(m))
-        .map(|(t, p)| average_precision_of(&t.labels, p))
-        .sum();
-    Ok(total / records.len() as f64)
+    let targets = targets(records, vocab)?;
+    Ok(mean_average_precision(targets.iter().map(|t| t.labels.as_slice()).zip(probabilities.chunks_exact(m))))
 }

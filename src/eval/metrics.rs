@@ -52,6 +52,14 @@ pub fn average_precision(truth: &[bool], scores: &[f32]) -> f64 {
     average_precision_of(&labels, scores)
 }
 
+/// The mean per-record PRAUC of `(positives, scores)` pairs (0 for none): the validation score of both
+/// models' early stopping and the evaluation's PRAUC.
+pub fn mean_average_precision<'a>(records: impl ExactSizeIterator<Item = (&'a [usize], &'a [f32])>) -> f64 {
+    let n = records.len();
+    let total: f64 = records.map(|(labels, scores)| average_precision_of(labels, scores)).sum();
+    total / n.max(1) as f64
+}
+
 /// [`average_precision`] with the positives given as distinct indices into `scores`.
 ///
 /// Every positive i enters at the threshold s_i, together with all items scored ≥ s_i, so the sum

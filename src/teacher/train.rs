@@ -16,7 +16,7 @@ use super::weights::BaseModel;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
-use crate::eval::metrics::average_precision;
+use crate::eval::metrics::mean_average_precision;
 use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::{AtomicDir, TrainLog};
 use crate::nn::adamw::{AdamW, AdamWConfig};
@@ -294,17 +294,12 @@ impl Order {
 
 /// Mean per-record average precision (the evaluation's PRAUC) of the model on `data`.
 fn validate(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> {
-    let m = model.num_medications();
-    let mut total = 0.0;
-    for (chunk_no, chunk) in data.prompts.chunks(batch).enumerate() {
+    let mut probs = Vec::with_capacity(data.prompts.len());
+    for chunk in data.prompts.chunks(batch) {
         let prompts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        for (i, probs) in model.probabilities(&prompts)?.iter().enumerate() {
-            let mut truth = vec![false; m];
-            data.labels[chunk_no * batch + i].iter().for_each(|&l| truth[l] = true);
-            total += average_precision(&truth, probs);
-        }
+        probs.extend(model.probabilities(&prompts)?);
     }
-    Ok(total / data.prompts.len().max(1) as f64)
+    Ok(mean_average_precision(data.labels.iter().map(Vec::as_slice).zip(probs.iter().map(Vec::as_slice))))
 }
 
 /// Progress of a run, saved with every checkpoint.
