@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod gradcheck;
+pub mod loss;
 pub mod ops;
 pub mod parallel;
 pub mod params;

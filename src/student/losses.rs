@@ -4,15 +4,9 @@
 use super::batch::Batch;
 use super::config::LossConfig;
 use super::model::{torch_linear, Dropout, Leader, Output};
+use crate::nn::loss::bce_with_logits;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
-
-/// Binary cross-entropy with logits, mean over all entries (= per-record mean over M, then batch
-/// mean): `max(x, 0) - x*y + log(1 + exp(-|x|))`.
-pub fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    (logits.relu()? - (logits * labels)? + softplus)?.mean_all()
-}
 
 /// Feature KD: mean squared error between the projected student vector and the (detached) teacher
 /// vector, mean over H and the batch.

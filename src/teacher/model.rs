@@ -74,13 +74,10 @@ impl TeacherModel {
         Ok(pooled.to_dtype(self.head.dtype())?.matmul(&self.head.t()?)?)
     }
 
-    /// Mean BCE-with-logits against the multi-hot `labels` [B, M], in the stable form
-    /// max(x, 0) − x·y + log(1 + e^(−|x|)).
+    /// Mean BCE-with-logits against the multi-hot `labels` [B, M].
     pub fn loss(&self, pooled: &Tensor, labels: &Tensor) -> Result<Tensor> {
         let x = self.logits(pooled)?;
-        let y = labels.to_dtype(x.dtype())?;
-        let softplus = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-        Ok(((x.relu()? - (&x * &y)?)? + softplus)?.mean_all()?)
+        Ok(crate::nn::loss::bce_with_logits(&x, &labels.to_dtype(x.dtype())?)?)
     }
 
     /// Sigmoid probabilities [B, M] as f32 for `prompts` (frozen, fused ops).

@@ -1,0 +1,10 @@
+//! The loss both models train with.
+
+use candle_core::{Result, Tensor};
+
+/// Binary cross-entropy with logits, mean over all entries (= per-record mean over M, then batch
+/// mean), in the stable form `max(x, 0) − x·y + log(1 + e^(−|x|))`; `labels` in the logits' dtype.
+pub fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    (logits.relu()? - (logits * labels)? + softplus)?.mean_all()
+}
