@@ -6,6 +6,20 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use std::collections::HashMap;
 
+/// Adds the gradients of `vars` found in `from` to `into` (micro-batches, shards), detached.
+pub fn accumulate(into: &mut GradStore, from: &GradStore, vars: &[(String, Var)]) -> Result<()> {
+    for (_, var) in vars {
+        if let Some(g) = from.get(var.as_tensor()) {
+            let sum = match into.get(var.as_tensor()) {
+                Some(prev) => (prev + g)?,
+                None => g.clone(),
+            };
+            into.insert(var.as_tensor(), sum.detach());
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct AdamWConfig {
     pub lr: f64,

@@ -157,14 +157,7 @@ impl Trainer<'_> {
         let mut stores = stores.into_iter();
         let mut total = stores.next().expect("a step has at least one shard");
         for store in stores {
-            for (_, var) in self.vars {
-                let Some(g) = store.get(var.as_tensor()) else { continue };
-                let sum = match total.get(var.as_tensor()) {
-                    Some(t) => (t + g)?,
-                    None => g.clone(),
-                };
-                total.insert(var.as_tensor(), sum);
-            }
+            crate::nn::adamw::accumulate(&mut total, &store, self.vars)?;
         }
         Ok(total)
     }

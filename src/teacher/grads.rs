@@ -8,23 +8,10 @@
 use super::llama::Batch;
 use super::lora::Pass;
 use super::model::TeacherModel;
+use crate::nn::adamw::accumulate;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
-
-/// Adds the gradients of `vars` found in `from` to `into`.
-pub fn accumulate(into: &mut GradStore, from: &GradStore, vars: &[(String, Var)]) -> Result<()> {
-    for (_, var) in vars {
-        if let Some(g) = from.get(var.as_tensor()) {
-            let sum = match into.get(var.as_tensor()) {
-                Some(prev) => (prev + g)?,
-                None => g.clone(),
-            };
-            into.insert(var.as_tensor(), sum.detach());
-        }
-    }
-    Ok(())
-}
 
 /// The loss of one micro-batch (unscaled, an f64 scalar left on the device: the step reads its losses
 /// once, not per micro-batch) and the gradients of `scale · loss` with respect to the model's

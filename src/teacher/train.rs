@@ -7,7 +7,7 @@
 //! of the step, so a resumed run redraws exactly what the uninterrupted run would have.
 
 use super::device::{parse_device, parse_dtype};
-use super::grads::{accumulate, loss_and_grads};
+use super::grads::loss_and_grads;
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
 use super::peft::{self, TeacherMeta};
@@ -19,6 +19,7 @@ use crate::data::vocab::Vocab;
 use crate::eval::metrics::mean_average_precision;
 use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::{AtomicDir, TrainLog};
+use crate::nn::adamw::accumulate;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::rng::TensorRng;
 use anyhow::{bail, ensure, Context, Result};
