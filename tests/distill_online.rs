@@ -42,7 +42,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
     write_data_dir(&data, &v, &split(1, 40), &split(2, 12), &split(3, 12));
     let base = dir.join("base");
     let init = InitModelArgs {
-        shape: "tiny".into(),
+        shape: leader::teacher::config::ModelShape::Tiny,
         out: base.clone(),
         seed: 7,
         data: Some(data.clone()),

@@ -76,7 +76,7 @@ fn data_folder(dir: &Path, n_train: usize, n_valid: usize) {
 
 fn tiny_model(dir: &Path, data: Option<&Path>) {
     let args = InitModelArgs {
-        shape: "tiny".into(),
+        shape: leader::teacher::config::ModelShape::Tiny,
         out: dir.to_path_buf(),
         seed: 7,
         data: data.map(Path::to_path_buf),

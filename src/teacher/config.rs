@@ -52,6 +52,56 @@ impl TokenIds {
     }
 }
 
+/// The LLaMA shapes leader can make with random weights: `tiny` (tests, the demo), `1b` (the
+/// TinyLlama-1.1B shape) or `7b` (the LLaMA-7B shape, the reference's teacher).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelShape {
+    #[value(name = "tiny")]
+    #[serde(rename = "tiny")]
+    Tiny,
+    #[value(name = "1b")]
+    #[serde(rename = "1b")]
+    OneB,
+    #[value(name = "7b")]
+    #[serde(rename = "7b")]
+    SevenB,
+}
+
+impl std::fmt::Display for ModelShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = clap::ValueEnum::to_possible_value(self).expect("every shape has a name");
+        f.write_str(value.get_name())
+    }
+}
+
+impl ModelShape {
+    /// `tiny`, `1b` or `7b` (as in `random:SHAPE`).
+    pub fn parse(name: &str) -> Result<Self> {
+        <Self as clap::ValueEnum>::from_str(name, false)
+            .map_err(|_| anyhow::anyhow!("unknown model shape {name:?}: expected tiny, 1b or 7b"))
+    }
+
+    /// The vocabulary size the shape has at least (the LLaMA tokenizer's 32,000; tiny keeps its
+    /// trained tokenizer's).
+    fn min_vocab(self) -> usize {
+        if self == Self::Tiny {
+            0
+        } else {
+            32_000
+        }
+    }
+
+    /// The dtype `init-model` stores the shape in: f32 for tiny, bf16 for the large ones (7b:
+    /// ~13.5 GB).
+    pub fn stored_dtype(self) -> candle_core::DType {
+        if self == Self::Tiny {
+            candle_core::DType::F32
+        } else {
+            candle_core::DType::BF16
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
     pub hidden_size: usize,
@@ -138,15 +188,14 @@ impl LlamaConfig {
             .collect()
     }
 
-    /// A LLaMA-shaped configuration by name: `tiny` (tests, demo), `1b` (TinyLlama-1.1B shape) or
-    /// `7b` (LLaMA-7B shape, the reference's teacher).
-    pub fn shape(name: &str, vocab_size: usize) -> Result<Self> {
-        let (hidden, inter, layers, heads, kv) = match name {
-            "tiny" => (64, 176, 2, 4, 2),
-            "1b" => (2048, 5632, 22, 32, 4),
-            "7b" => (4096, 11008, 32, 32, 32),
-            other => bail!("unknown model shape {other:?}: expected tiny, 1b or 7b"),
+    /// The configuration of a [`ModelShape`] with `vocab_size` tokens (at least the shape's minimum).
+    pub fn shape(shape: ModelShape, vocab_size: usize) -> Result<Self> {
+        let (hidden, inter, layers, heads, kv) = match shape {
+            ModelShape::Tiny => (64, 176, 2, 4, 2),
+            ModelShape::OneB => (2048, 5632, 22, 32, 4),
+            ModelShape::SevenB => (4096, 11008, 32, 32, 32),
         };
+        let vocab_size = vocab_size.max(shape.min_vocab());
         Ok(Self {
             hidden_size: hidden,
             intermediate_size: inter,

@@ -4,7 +4,7 @@
 //! prompts of a records folder, or on a small built-in corpus. Special tokens follow LLaMA:
 //! `<unk>` = 0 (also the pad id), `<s>` = 1, `</s>` = 2.
 
-use super::config::LlamaConfig;
+use super::config::{LlamaConfig, ModelShape};
 use super::llama::Llama;
 use super::weights::RandomWeights;
 use crate::data::record::read_records;
@@ -24,8 +24,8 @@ use tokenizers::{
 pub struct InitModelArgs {
     /// tiny (hidden 64, 2 layers, f32: tests and demo), 1b (TinyLlama shape) or 7b (LLaMA-7B shape),
     /// both stored in bf16. For GPU benchmarks prefer `train-teacher --model random:7b`.
-    #[arg(long, default_value = "tiny")]
-    pub shape: String,
+    #[arg(long, value_enum, default_value = "tiny")]
+    pub shape: ModelShape,
     /// Output folder: new or empty (it appears whole when complete).
     #[arg(long)]
     pub out: PathBuf,
@@ -88,11 +88,10 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
     };
     let tokenizer = train_tokenizer(corpus, args.tokenizer_vocab)?;
     let tokens = tokenizer.get_vocab_size(true);
-    let vocab_size = if args.shape == "tiny" { tokens } else { tokens.max(32000) };
-    let cfg = LlamaConfig::shape(&args.shape, vocab_size)?;
-    // Large shapes are stored in bf16 (7b: ~13.5 GB on disk and in memory); benchmarks should rather
-    // use `--model random:7b`, which makes the weights on the device and writes nothing.
-    let dtype = if args.shape == "tiny" { DType::F32 } else { DType::BF16 };
+    let cfg = LlamaConfig::shape(args.shape, tokens)?;
+    // Benchmarks of the large shapes should rather use `--model random:7b`, which makes the weights on
+    // the device and writes nothing.
+    let dtype = args.shape.stored_dtype();
     let weights = RandomWeights::new(args.seed);
     let vb = VarBuilder::from_backend(Box::new(weights.clone()), dtype, Device::Cpu);
     Llama::new(vb.pp("model"), None, &cfg)?;

@@ -2,7 +2,7 @@
 //! or, under `HF_HUB_OFFLINE=1`, taken from the local cache), or `random:SHAPE`, LLaMA-shaped random
 //! weights made on the device (GPU benchmarks of the 7B shape without a 13 GB folder).
 
-use super::config::LlamaConfig;
+use super::config::{LlamaConfig, ModelShape};
 use super::tokenizer::PromptTokenizer;
 use crate::nn::rng::{fnv1a, TensorRng};
 use anyhow::{bail, Context, Result};
@@ -34,10 +34,10 @@ impl BaseModel {
     /// Resolves `--model`: a folder, `random:tiny|1b|7b`, or a hub repo id at `revision`.
     pub fn resolve(model: &str, revision: Option<&str>, seed: u64) -> Result<Self> {
         if let Some(shape) = model.strip_prefix("random:") {
+            let shape = ModelShape::parse(shape)?;
             let tokenizer = super::init_model::train_tokenizer(super::init_model::builtin_corpus(), 2000)?;
-            let vocab = tokenizer.get_vocab_size(true).max(if shape == "tiny" { 0 } else { 32000 });
             return Ok(Self {
-                config: LlamaConfig::shape(shape, vocab)?,
+                config: LlamaConfig::shape(shape, tokenizer.get_vocab_size(true))?,
                 tokenizer,
                 weight_files: vec![],
                 meta_files: vec![],
