@@ -315,7 +315,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         save_input_ids: true,
         batch_size: 7,
         device: "cpu".into(),
-        dtype: "f32".into(),
+        dtype: leader::teacher::device::Precision::F32,
         overwrite: false,
     };
     export_hidden(&eargs).unwrap();
@@ -387,10 +387,11 @@ fn check_against_cpu_compares_pooled_vectors_loss_and_gradients() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("base");
     tiny_model(&model, None);
-    let check = |dtype: &str| {
+    use leader::teacher::device::Precision;
+    let check = |dtype: Precision| {
         let args = TrainTeacherArgs {
             model: Some(model.to_str().unwrap().into()),
-            dtype: Some(dtype.into()),
+            dtype: Some(dtype),
             micro_batch: Some(3),
             bench_seq_len: 40,
             check_against_cpu: true,
@@ -398,11 +399,11 @@ fn check_against_cpu_compares_pooled_vectors_loss_and_gradients() {
         };
         leader::teacher::bench::check_against_cpu(&args).unwrap()
     };
-    let f32 = check("f32");
+    let f32 = check(Precision::F32);
     for key in ["pooled_max_rel", "loss_rel", "grad_max_rel"] {
         assert_eq!(f32[key].as_f64(), Some(0.0), "{key}: {f32}");
     }
-    let bf16 = check("bf16");
+    let bf16 = check(Precision::Bf16);
     assert!(bf16["pooled_max_rel"].as_f64().unwrap() < 0.03, "{bf16}");
     assert!(bf16["loss_rel"].as_f64().unwrap() < 1e-3, "{bf16}");
     assert!(bf16["grad_max_rel"].as_f64().unwrap() < 0.05, "{bf16}");

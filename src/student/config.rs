@@ -71,12 +71,17 @@ pub struct TeacherSection {
     pub cache: std::path::PathBuf,
     pub run: std::path::PathBuf,
     pub device: String,
-    pub dtype: String,
+    pub dtype: crate::teacher::device::Precision,
 }
 
 impl Default for TeacherSection {
     fn default() -> Self {
-        Self { cache: Default::default(), run: Default::default(), device: "cpu".into(), dtype: "f32".into() }
+        Self {
+            cache: Default::default(),
+            run: Default::default(),
+            device: "cpu".into(),
+            dtype: crate::teacher::device::Precision::F32,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::nn::parallel;
 use crate::nn::params::SeededVarMap;
 use crate::nn::rng::TensorRng;
 use crate::progress;
-use crate::teacher::device::{parse_device, parse_dtype};
+use crate::teacher::device::{parse_device, Precision};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
 use clap::Args;
@@ -83,7 +83,7 @@ pub struct DistillArgs {
     pub teacher_device: Option<String>,
     /// Compute dtype of the online teacher: f32, bf16 or f16 (teacher.dtype).
     #[arg(long)]
-    pub teacher_dtype: Option<String>,
+    pub teacher_dtype: Option<Precision>,
     /// Weight of the feature KD loss (loss.alpha).
     #[arg(long)]
     pub alpha: Option<f64>,
@@ -98,7 +98,7 @@ pub enum TeacherSource {
     Online {
         run: PathBuf,
         device: String,
-        dtype: String,
+        dtype: Precision,
     },
 }
 
@@ -110,7 +110,7 @@ impl TeacherSource {
         Ok(if cache {
             Self::Cache(t.cache.clone())
         } else if run {
-            Self::Online { run: t.run.clone(), device: t.device.clone(), dtype: t.dtype.clone() }
+            Self::Online { run: t.run.clone(), device: t.device.clone(), dtype: t.dtype }
         } else {
             Self::None
         })
@@ -123,7 +123,7 @@ impl TeacherSource {
             Self::None => none,
             Self::Cache(path) => TeacherSection { cache: path.clone(), ..none },
             Self::Online { run, device, dtype } => {
-                TeacherSection { run: run.clone(), device: device.clone(), dtype: dtype.clone(), ..none }
+                TeacherSection { run: run.clone(), device: device.clone(), dtype: *dtype, ..none }
             }
         }
     }
@@ -136,7 +136,7 @@ impl TeacherSource {
                 KdTarget::from_cache(path, &subjects)
             }
             Self::Online { run, device, dtype } => {
-                KdTarget::online(run, &parse_device(device)?, parse_dtype(dtype)?, data_dir, vocab)
+                KdTarget::online(run, &parse_device(device)?, dtype.dtype(), data_dir, vocab)
             }
         }
     }
@@ -198,7 +198,7 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
         (t.cache, t.run) = (PathBuf::new(), run.clone());
     }
     t.device = args.teacher_device.clone().unwrap_or(t.device.clone());
-    t.dtype = args.teacher_dtype.clone().unwrap_or(t.dtype.clone());
+    t.dtype = args.teacher_dtype.unwrap_or(t.dtype);
     opts.teacher = TeacherSource::from_section(t)?;
     ensure!(
         opts.teacher != TeacherSource::None,

@@ -40,15 +40,25 @@ fn cuda(_ordinal: usize) -> Result<Device> {
     bail!("this binary was built without CUDA; rebuild with --features cuda")
 }
 
-/// `f32`, `bf16`, `f16` (and `f64`, for checks).
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    Ok(match name {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        "f64" => DType::F64,
-        other => bail!("unknown dtype {other:?}: expected f32, bf16 or f16"),
-    })
+/// The compute dtype of a base model: `f32`, `bf16`, `f16` (and `f64`, for checks).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+    F64,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+            Self::F16 => DType::F16,
+            Self::F64 => DType::F64,
+        }
+    }
 }
 
 /// Device memory in use, in bytes, where the backend reports it (CUDA: total − free from the driver;

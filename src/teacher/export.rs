@@ -4,7 +4,7 @@
 //! replayed elsewhere (scripts/hf_parity.py compares against `transformers`).
 
 use super::cache::TeacherCache;
-use super::device::{parse_device, parse_dtype};
+use super::device::{parse_device, Precision};
 use super::run::Teacher;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
@@ -46,8 +46,8 @@ pub struct ExportHiddenArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Compute dtype of the base model: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
 }
 
 /// Exports the cache and returns it (also written to `args.out` with its sidecar config).
@@ -55,7 +55,7 @@ pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
     ensure!(args.batch_size > 0, "--batch-size must be positive");
     let out = OutputFile::create(&args.out, OutputKind::ExportHidden, args.overwrite)?;
     let device = parse_device(&args.device)?;
-    let teacher = Teacher::load(&args.teacher, &device, parse_dtype(&args.dtype)?)?;
+    let teacher = Teacher::load(&args.teacher, &device, args.dtype.dtype())?;
     teacher.check_vocab(&Vocab::load(&args.data.join("vocab.json"))?, &args.data)?;
     let records = read_records(&split_path(&args.data, &args.split)?)?;
     let bar = crate::progress::bar(records.len() as u64, "export-hidden");

@@ -6,7 +6,7 @@
 //! dropout masks are keyed by `(seed, step, micro-batch, module)`, and the learning rate is a function
 //! of the step, so a resumed run redraws exactly what the uninterrupted run would have.
 
-use super::device::{parse_device, parse_dtype};
+use super::device::{parse_device, Precision};
 use super::grads::loss_and_grads;
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
@@ -47,7 +47,7 @@ pub struct ModelSection {
     pub base: String,
     pub revision: String,
     pub max_tokens: usize,
-    pub dtype: String,
+    pub dtype: Precision,
     pub device: String,
 }
 
@@ -93,7 +93,7 @@ pub struct TrainTeacherArgs {
     pub max_steps: Option<u64>,
     /// f32, bf16 or f16 (compute dtype of the frozen base).
     #[arg(long)]
-    pub dtype: Option<String>,
+    pub dtype: Option<Precision>,
     /// cpu, cuda or cuda:N.
     #[arg(long)]
     pub device: Option<String>,
@@ -151,7 +151,7 @@ impl TrainTeacherArgs {
             flags.push(flag("model.base", base));
         }
         flags.extend(self.revision.iter().map(|v| flag("model.revision", v.as_str())));
-        flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v.as_str())));
+        flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v)));
         flags.extend(self.device.iter().map(|v| flag("model.device", v.as_str())));
         flags.extend(self.max_tokens.iter().map(|&v| flag("model.max_tokens", v)));
         flags.extend(self.max_steps.iter().map(|&v| flag("train.max_steps", v)));
@@ -341,7 +341,7 @@ pub(crate) struct Setup {
 pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
     let cfg = args.effective_config()?;
     let device = parse_device(&cfg.model.device)?;
-    let dtype = parse_dtype(&cfg.model.dtype)?;
+    let dtype = cfg.model.dtype.dtype();
     let revision = Some(cfg.model.revision.as_str()).filter(|r| *r != "main");
     let base = BaseModel::resolve(&cfg.model.base, revision, cfg.train.seed)?;
     Ok(Setup { cfg, device, dtype, base })
