@@ -168,6 +168,14 @@ fn truncation_keeps_the_end_and_appends_eos() {
     assert_eq!(*cut.last().unwrap(), full.eos_id);
     // The last five prompt tokens, i.e. the end of the current visit, survive.
     assert_eq!(&cut[..5], &all[all.len() - 6..all.len() - 1]);
+
+    // A prompt far longer than the tokens kept can cover loses its beginning before tokenising; the
+    // kept tokens are those of the whole prompt.
+    let long: String = std::iter::repeat_n(PROMPTS[1], 400).collect::<Vec<_>>().join(" ");
+    assert!(long.len() > 100_000);
+    let whole = base.tokenizer.encode(long.as_str(), false).unwrap().get_ids().to_vec();
+    let kept = short.encode(&long).unwrap();
+    assert_eq!(&kept[..5], &whole[whole.len() - 5..]);
 }
 
 #[test]
