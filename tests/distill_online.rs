@@ -81,7 +81,7 @@ fn export(teacher: &Path, data: &Path, out: &Path) {
         save_input_ids: false,
         batch_size: 8,
         device: "cpu".into(),
-        dtype: leader::teacher::device::Precision::F32,
+        dtype: leader::nn::device::Precision::F32,
         overwrite: false,
     };
     export_hidden(&args).unwrap();
@@ -91,7 +91,7 @@ fn online(teacher: &Path) -> TeacherSource {
     TeacherSource::Online {
         run: teacher.to_path_buf(),
         device: "cpu".into(),
-        dtype: leader::teacher::device::Precision::F32,
+        dtype: leader::nn::device::Precision::F32,
     }
 }
 
@@ -174,7 +174,7 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let (tc, to) = (saved(&run_cache).teacher, saved(&run_online).teacher);
     assert_eq!((tc.cache.as_path(), tc.run.as_os_str().is_empty()), (cache.as_path(), true));
     assert_eq!((to.run.as_path(), to.cache.as_os_str().is_empty()), (teacher.as_path(), true));
-    assert_eq!((to.device.as_str(), to.dtype), ("cpu", leader::teacher::device::Precision::F32));
+    assert_eq!((to.device.as_str(), to.dtype), ("cpu", leader::nn::device::Precision::F32));
     let resume = DistillArgs {
         common: CommonTrainArgs {
             // The run's own data folder: resume needs no --data.

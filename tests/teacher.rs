@@ -228,13 +228,13 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
 
 #[test]
 fn cuda_without_the_feature_is_a_clear_error() {
-    let err = leader::teacher::device::parse_device("cuda").unwrap_err().to_string();
+    let err = leader::nn::device::parse_device("cuda").unwrap_err().to_string();
     if cfg!(feature = "cuda") {
         assert!(err.contains("CUDA"), "{err}");
     } else {
         assert!(err.contains("built without CUDA"), "{err}");
     }
-    assert!(leader::teacher::device::parse_device("tpu").is_err());
+    assert!(leader::nn::device::parse_device("tpu").is_err());
 }
 
 fn train_args(data: &Path, model: &Path, out: &Path, steps: u64, sets: &[&str]) -> TrainTeacherArgs {
@@ -323,7 +323,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         save_input_ids: true,
         batch_size: 7,
         device: "cpu".into(),
-        dtype: leader::teacher::device::Precision::F32,
+        dtype: leader::nn::device::Precision::F32,
         overwrite: false,
     };
     export_hidden(&eargs).unwrap();
@@ -395,7 +395,7 @@ fn check_against_cpu_compares_pooled_vectors_loss_and_gradients() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("base");
     tiny_model(&model, None);
-    use leader::teacher::device::Precision;
+    use leader::nn::device::Precision;
     let check = |dtype: Precision| {
         let args = TrainTeacherArgs {
             model: Some(model.to_str().unwrap().into()),

@@ -1,9 +1,10 @@
 //! Training machinery shared by the student and the teacher: seeded randomness (candle's CPU RNG
 //! cannot be seeded), seeded parameter initialisation, AdamW with saveable state, a finite-difference
 //! gradient check that guards against candle ops without a backward pass, fused CPU ops that have
-//! one, and work split over threads.
+//! one, and work split over threads; and the `--device` / dtype options both models run on.
 
 pub mod adamw;
+pub mod device;
 pub mod gradcheck;
 pub mod loss;
 pub mod ops;

@@ -71,7 +71,7 @@ pub struct TeacherSection {
     pub cache: std::path::PathBuf,
     pub run: std::path::PathBuf,
     pub device: String,
-    pub dtype: crate::teacher::device::Precision,
+    pub dtype: crate::nn::device::Precision,
 }
 
 impl Default for TeacherSection {
@@ -80,7 +80,7 @@ impl Default for TeacherSection {
             cache: Default::default(),
             run: Default::default(),
             device: "cpu".into(),
-            dtype: crate::teacher::device::Precision::F32,
+            dtype: crate::nn::device::Precision::F32,
         }
     }
 }

@@ -3,13 +3,13 @@
 //! scripts/bench-teacher-cpu.sh and scripts/bench-teacher-gpu.sh. And `--check-against-cpu`, the
 //! accelerator's numbers against the CPU's (scripts/gpu-acceptance.sh).
 
-use super::device::memory_in_use_bytes;
 use super::grads::loss_and_grads;
 use super::llama::Batch;
 use super::lora::{DropoutKey, Pass};
 use super::model::TeacherModel;
 use super::train::{setup, Setup, TrainTeacherArgs};
 use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::device::memory_in_use_bytes;
 use crate::nn::rng::{fnv1a, TensorRng};
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};

@@ -4,11 +4,11 @@
 //! replayed elsewhere (scripts/hf_parity.py compares against `transformers`).
 
 use super::cache::TeacherCache;
-use super::device::{parse_device, Precision};
 use super::run::Teacher;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::io::output::{OutputFile, OutputKind};
+use crate::nn::device::{parse_device, Precision};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;

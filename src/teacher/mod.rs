@@ -8,7 +8,6 @@
 pub mod bench;
 pub mod cache;
 pub mod config;
-pub mod device;
 pub mod export;
 pub mod grads;
 pub mod init_model;

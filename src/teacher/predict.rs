@@ -1,10 +1,10 @@
 //! `leader predict --teacher RUN`: teacher probabilities (sigmoid of the head's logits) in the
 //! evaluation's predictions format.
 
-use super::device::parse_device;
 use super::run::Teacher;
 use crate::data::record::read_records;
 use crate::data::vocab::Vocab;
+use crate::nn::device::parse_device;
 use crate::predict::{PredictArgs, PredictionSink};
 use anyhow::{ensure, Context, Result};
 use candle_core::DType;

@@ -6,7 +6,6 @@
 //! dropout masks are keyed by `(seed, step, micro-batch, module)`, and the learning rate is a function
 //! of the step, so a resumed run redraws exactly what the uninterrupted run would have.
 
-use super::device::{parse_device, Precision};
 use super::grads::loss_and_grads;
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
@@ -21,6 +20,7 @@ use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::{AtomicDir, TrainLog};
 use crate::nn::adamw::accumulate;
 use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::device::{parse_device, Precision};
 use crate::nn::rng::TensorRng;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::backprop::GradStore;
