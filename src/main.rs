@@ -69,7 +69,7 @@ fn dispatch(command: &Command) -> Result<()> {
         Command::Synth(a) => data::synth::run(a),
         Command::Preprocess(a) => data::preprocess::run(a),
         Command::InitModel(a) => teacher::init_model::run(a),
-        Command::TrainTeacher(a) => teacher::train::run(a),
+        Command::TrainTeacher(a) => teacher::run_train_teacher(a),
         Command::ExportHidden(a) => teacher::export::run(a),
         Command::TrainStudent(a) => student::train::run_train_student(a),
         Command::Distill(a) => student::train::run_distill(a),

@@ -196,7 +196,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             "--seed",
             &seed,
         ]),
-        teacher::train::run,
+        teacher::run_train_teacher,
     )?;
     p.stage(
         "teacher hidden states",

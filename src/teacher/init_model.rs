@@ -6,6 +6,7 @@
 
 use super::config::{LlamaConfig, ModelShape};
 use super::llama::Llama;
+use super::tokenizer::{builtin_corpus, train_tokenizer};
 use super::weights::RandomWeights;
 use crate::data::record::read_records;
 use crate::io::output::{OutputDir, OutputKind};
@@ -14,11 +15,6 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use clap::Args;
 use std::path::{Path, PathBuf};
-use tokenizers::models::bpe::{BpeTrainer, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
-};
 
 #[derive(Args, Debug, Clone)]
 pub struct InitModelArgs {
@@ -42,41 +38,6 @@ pub struct InitModelArgs {
     /// Target BPE vocabulary size (the 1b/7b configs still declare 32000 embedding rows).
     #[arg(long, default_value_t = 2000)]
     pub tokenizer_vocab: usize,
-}
-
-/// Prompt templates and medical words, for a tokenizer when no data is given.
-pub fn builtin_corpus() -> Vec<String> {
-    const TEXT: &str = "The patient has 0 times ICU visits. In this visit, he has diagnosis: hypertension nos, \
-        congestive heart failure, acute kidney failure, atrial fibrillation, diabetes mellitus, pneumonia, sepsis, \
-        coronary atherosclerosis, hyperlipidemia, anemia, esophageal reflux, urinary tract infection; procedures: \
-        venous catheterization, insertion of endotracheal tube, continuous invasive mechanical ventilation, \
-        transfusion of packed cells, hemodialysis, coronary arteriography, enteral infusion of nutrition. \
-        Then, the patient should be prescribed: \n In 1 visit, the patient had diagnosis: chronic kidney disease, \
-        respiratory failure; procedures: arterial catheterization. The patient was prescribed drugs: \
-        anticoagulants, beta blocking agents, opioids, proton pump inhibitors, insulins and analogues, \
-        other analgesics and antipyretics, potassium supplements, corticosteroids for systemic use, \
-        antiarrhythmics, high-ceiling diuretics, ace inhibitors, antithrombotic agents, hypnotics and sedatives, \
-        antiemetics, iron preparations, vitamin b12 and folic acid, electrolyte solutions, laxatives. \n";
-    TEXT.split(". ").map(str::to_string).collect()
-}
-
-/// A byte-level BPE of about `vocab_size` tokens trained on `texts`.
-pub fn train_tokenizer(texts: Vec<String>, vocab_size: usize) -> Result<Tokenizer> {
-    let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t, true)).to_vec();
-    let mut trainer = BpeTrainer::builder()
-        .vocab_size(vocab_size)
-        .min_frequency(2)
-        .show_progress(false)
-        .special_tokens(specials)
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .build();
-    let mut tok: TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper> =
-        TokenizerImpl::new(BPE::default());
-    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    tok.with_decoder(Some(ByteLevel::default()));
-    tok.train(&mut trainer, texts.into_iter()).map_err(|e| anyhow!("training the tokenizer: {e}"))?;
-    let json = tok.to_string(false).map_err(|e| anyhow!("{e}"))?;
-    json.parse::<Tokenizer>().map_err(|e| anyhow!("re-reading the trained tokenizer: {e}"))
 }
 
 /// Writes the model folder atomically; returns its config.

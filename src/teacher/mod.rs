@@ -22,3 +22,21 @@ pub mod train;
 pub mod weights;
 
 pub use run::Teacher;
+
+/// `leader train-teacher`: training, or one of its measuring modes (`--check-against-cpu`,
+/// `--bench-steps`), which print one JSON line and write nothing.
+pub fn run_train_teacher(args: &train::TrainTeacherArgs) -> anyhow::Result<()> {
+    if args.check_against_cpu {
+        println!("{}", bench::check_against_cpu(args)?);
+        return Ok(());
+    }
+    if let Some(steps) = args.bench_steps {
+        println!("{}", bench::bench(args, steps)?);
+        return Ok(());
+    }
+    let summary = train::train_teacher(args)?;
+    let best =
+        summary.best_prauc.map_or("none".to_string(), |p| format!("{p:.4} at step {}", summary.best_step.unwrap_or(0)));
+    crate::progress::say(format!("train-teacher: {} steps, best valid PRAUC {best}", summary.steps));
+    Ok(())
+}

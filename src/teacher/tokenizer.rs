@@ -1,11 +1,16 @@
-//! Prompt tokenisation as the reference does it (§2), except for truncation: no BOS, EOS appended,
-//! right padding with the pad (= unk) id. A prompt longer than `max_tokens - 1` keeps its END: the
-//! reference cuts the end, which can drop the current visit (the part that matters most) from long
-//! prompts, so we drop the oldest history instead.
+//! Tokenisers. Prompt tokenisation as the reference does it (§2), except for truncation: no BOS,
+//! EOS appended, right padding with the pad (= unk) id. A prompt longer than `max_tokens - 1` keeps
+//! its END: the reference cuts the end, which can drop the current visit (the part that matters most)
+//! from long prompts, so we drop the oldest history instead. And the byte-level BPE that `init-model`
+//! and `random:` bases train.
 
 use super::config::LlamaConfig;
 use anyhow::{anyhow, Context, Result};
-use tokenizers::Tokenizer;
+use tokenizers::models::bpe::{BpeTrainer, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
+};
 
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
@@ -66,4 +71,39 @@ impl PromptTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }
+}
+
+/// Prompt templates and medical words, for a tokenizer when no data is given.
+pub fn builtin_corpus() -> Vec<String> {
+    const TEXT: &str = "The patient has 0 times ICU visits. In this visit, he has diagnosis: hypertension nos, \
+        congestive heart failure, acute kidney failure, atrial fibrillation, diabetes mellitus, pneumonia, sepsis, \
+        coronary atherosclerosis, hyperlipidemia, anemia, esophageal reflux, urinary tract infection; procedures: \
+        venous catheterization, insertion of endotracheal tube, continuous invasive mechanical ventilation, \
+        transfusion of packed cells, hemodialysis, coronary arteriography, enteral infusion of nutrition. \
+        Then, the patient should be prescribed: \n In 1 visit, the patient had diagnosis: chronic kidney disease, \
+        respiratory failure; procedures: arterial catheterization. The patient was prescribed drugs: \
+        anticoagulants, beta blocking agents, opioids, proton pump inhibitors, insulins and analogues, \
+        other analgesics and antipyretics, potassium supplements, corticosteroids for systemic use, \
+        antiarrhythmics, high-ceiling diuretics, ace inhibitors, antithrombotic agents, hypnotics and sedatives, \
+        antiemetics, iron preparations, vitamin b12 and folic acid, electrolyte solutions, laxatives. \n";
+    TEXT.split(". ").map(str::to_string).collect()
+}
+
+/// A byte-level BPE of about `vocab_size` tokens trained on `texts`.
+pub fn train_tokenizer(texts: Vec<String>, vocab_size: usize) -> Result<Tokenizer> {
+    let specials = ["<unk>", "<s>", "</s>"].map(|t| AddedToken::from(t, true)).to_vec();
+    let mut trainer = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut tok: TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper> =
+        TokenizerImpl::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    tok.train(&mut trainer, texts.into_iter()).map_err(|e| anyhow!("training the tokenizer: {e}"))?;
+    let json = tok.to_string(false).map_err(|e| anyhow!("{e}"))?;
+    json.parse::<Tokenizer>().map_err(|e| anyhow!("re-reading the trained tokenizer: {e}"))
 }

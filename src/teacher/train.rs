@@ -493,19 +493,3 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
     }
     Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
 }
-
-pub fn run(args: &TrainTeacherArgs) -> Result<()> {
-    if args.check_against_cpu {
-        println!("{}", super::bench::check_against_cpu(args)?);
-        return Ok(());
-    }
-    if let Some(steps) = args.bench_steps {
-        println!("{}", super::bench::bench(args, steps)?);
-        return Ok(());
-    }
-    let summary = train_teacher(args)?;
-    let best =
-        summary.best_prauc.map_or("none".to_string(), |p| format!("{p:.4} at step {}", summary.best_step.unwrap_or(0)));
-    crate::progress::say(format!("train-teacher: {} steps, best valid PRAUC {best}", summary.steps));
-    Ok(())
-}

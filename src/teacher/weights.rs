@@ -35,7 +35,7 @@ impl BaseModel {
     pub fn resolve(model: &str, revision: Option<&str>, seed: u64) -> Result<Self> {
         if let Some(shape) = model.strip_prefix("random:") {
             let shape = ModelShape::parse(shape)?;
-            let tokenizer = super::init_model::train_tokenizer(super::init_model::builtin_corpus(), 2000)?;
+            let tokenizer = super::tokenizer::train_tokenizer(super::tokenizer::builtin_corpus(), 2000)?;
             return Ok(Self {
                 config: LlamaConfig::shape(shape, tokenizer.get_vocab_size(true))?,
                 tokenizer,
