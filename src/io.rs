@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A sibling temporary path, unique per process, so a crash never leaves a half-written `dest`.
-pub(crate) fn temp_sibling(dest: &Path) -> PathBuf {
+fn temp_sibling(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
@@ -299,9 +299,8 @@ impl TrainLog {
 
     /// Writes the whole log.
     pub fn save(&self) -> Result<()> {
-        let mut text = self.lines.join("\n");
-        text.push('\n');
-        write_atomic(&self.path, if self.lines.is_empty() { b"" } else { text.as_bytes() })
+        let text: String = self.lines.iter().flat_map(|line| [line.as_str(), "\n"]).collect();
+        write_atomic(&self.path, text.as_bytes())
     }
 }
 

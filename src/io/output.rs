@@ -90,9 +90,8 @@ fn is_temp_name(name: &str) -> bool {
 /// Removes the temporaries in `dir` of the names in `stems` (of every name when `stems` is `None`):
 /// leftovers of a killed run, safe to remove because whoever made them held the lock this caller
 /// holds now. Another output's temporaries beside them (another name, another lock) are left alone.
-fn remove_stale_temps(dir: &Path, stems: Option<&[&str]>) -> Result<usize> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
-    let mut removed = 0;
+fn remove_stale_temps(dir: &Path, stems: Option<&[&str]>) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = temp_stem(&name) else { continue };
@@ -102,9 +101,8 @@ fn remove_stale_temps(dir: &Path, stems: Option<&[&str]>) -> Result<usize> {
         let path = entry.path();
         let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
         result.with_context(|| format!("removing {}, left by an interrupted run", path.display()))?;
-        removed += 1;
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// Locks the destination `dest` (absolute) and removes what an interrupted run left beside it: its

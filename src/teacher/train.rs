@@ -397,20 +397,20 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
     };
     crate::config::save(&cfg, &run.entry("config.toml")?)?;
     let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
-    let meta = |step: u64, prauc: Option<f64>| -> Result<TeacherMeta> {
-        Ok(TeacherMeta {
-            base_model: cfg.model.base.clone(),
-            revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
-            base_seed: t.seed,
-            base_fingerprint: base.fingerprint()?,
-            max_tokens: cfg.model.max_tokens,
-            hidden_size: model.hidden_size(),
-            num_medications: m,
-            vocab_fingerprint: vocab.fingerprint(),
-            step,
-            valid_prauc: prauc,
-        })
+    // What every checkpoint records; only the step and its validation PRAUC change.
+    let trained_on = TeacherMeta {
+        base_model: cfg.model.base.clone(),
+        revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
+        base_seed: t.seed,
+        base_fingerprint: base.fingerprint()?,
+        max_tokens: cfg.model.max_tokens,
+        hidden_size: model.hidden_size(),
+        num_medications: m,
+        vocab_fingerprint: vocab.fingerprint(),
+        step: 0,
+        valid_prauc: None,
     };
+    let meta = |step: u64, valid_prauc: Option<f64>| TeacherMeta { step, valid_prauc, ..trained_on.clone() };
     let mut order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
     let bar = crate::progress::bar(t.max_steps, "train-teacher");
     bar.set_position(state.step);
@@ -464,14 +464,14 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
                 state.best_prauc_bits = Some(prauc.to_bits());
                 state.best_step = Some(state.step);
                 let dir = AtomicDir::create(&best)?;
-                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc))?)?;
+                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc)))?;
                 dir.commit()?;
             }
         }
         let stopping = args.stop_after_steps.is_some_and(|n| steps_this_run >= n);
         if state.step % t.checkpoint_every == 0 || at_end || stopping {
             let dir = AtomicDir::create(&last)?;
-            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best())?)?;
+            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
             let opt_state = opt
                 .state()?
                 .into_iter()

@@ -79,21 +79,17 @@ struct InputGradient {
 }
 
 impl InputGradient {
-    /// The value, once, laid out densely from offset 0 (so its storage is exactly the result).
+    /// The value, taken out (the op keeps nothing of it), laid out densely from offset 0 (so its
+    /// storage is exactly the result).
     fn take(&self) -> Result<Tensor> {
-        let value = self.value.lock().map_err(|_| candle_core::Error::Msg("input-gradient: lock poisoned".into()))?;
-        let Some(value) = value.clone() else { bail!("input-gradient: the forward ran twice") };
+        let mut value =
+            self.value.lock().map_err(|_| candle_core::Error::Msg("input-gradient: lock poisoned".into()))?;
+        let Some(value) = value.take() else { bail!("input-gradient: the forward ran twice") };
         let dense = value.layout().is_contiguous() && value.layout().start_offset() == 0;
         if dense {
             Ok(value)
         } else {
             value.force_contiguous()
-        }
-    }
-
-    fn forget(&self) {
-        if let Ok(mut value) = self.value.lock() {
-            *value = None;
         }
     }
 }
@@ -109,7 +105,6 @@ impl CustomOp1 for InputGradient {
             Storage::Cpu(s) => s.clone(),
             _ => bail!("input-gradient: the value is not on the input's device"),
         };
-        self.forget();
         Ok((out, value.shape().clone()))
     }
 
@@ -120,7 +115,6 @@ impl CustomOp1 for InputGradient {
             Storage::Cuda(s) => s.try_clone(value.layout())?,
             _ => bail!("input-gradient: the value is not on the input's device"),
         };
-        self.forget();
         Ok((out, value.shape().clone()))
     }
 
