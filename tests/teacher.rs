@@ -22,6 +22,10 @@ use leader::teacher::Teacher;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod checkpoints {
+    pub mod dialects;
+}
+
 const CONDITIONS: [&str; 8] = ["asthma", "gout", "migraine", "psoriasis", "anemia", "epilepsy", "glaucoma", "insomnia"];
 
 fn lora() -> LoraConfig {

@@ -11,7 +11,7 @@ use super::weights::RandomWeights;
 use crate::data::record::read_records;
 use crate::io::output::{OutputDir, OutputKind};
 use anyhow::{anyhow, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use candle_nn::VarBuilder;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -49,14 +49,14 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
     };
     let tokenizer = train_tokenizer(corpus, args.tokenizer_vocab)?;
     let tokens = tokenizer.get_vocab_size(true);
-    let cfg = LlamaConfig::shape(args.shape, tokens)?;
+    let cfg = LlamaConfig::shape(args.shape, tokens);
     // Benchmarks of the large shapes should rather use `--model random:7b`, which makes the weights on
     // the device and writes nothing.
-    let dtype = args.shape.stored_dtype();
+    let dtype = args.shape.stored_dtype().dtype();
     let weights = RandomWeights::new(args.seed);
     let vb = VarBuilder::from_backend(Box::new(weights.clone()), dtype, Device::Cpu);
     Llama::new(vb.pp("model"), None, &cfg)?;
-    write_config(&dir.path().join("config.json"), &cfg, dtype)?;
+    write_config(&dir.path().join("config.json"), &cfg)?;
     crate::io::write_safetensors(&dir.path().join("model.safetensors"), &weights.tensors())?;
     tokenizer.save(dir.path().join("tokenizer.json"), false).map_err(|e| anyhow!("writing tokenizer.json: {e}"))?;
     dir.commit()?;
@@ -64,15 +64,12 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
 }
 
 /// `config.json` as `transformers` expects it: our fields plus the architecture markers.
-fn write_config(path: &Path, cfg: &LlamaConfig, dtype: DType) -> Result<()> {
+fn write_config(path: &Path, cfg: &LlamaConfig) -> Result<()> {
     let mut json = serde_json::to_value(cfg)?;
     let obj = json.as_object_mut().expect("config serialises to an object");
     obj.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
     obj.insert("model_type".into(), "llama".into());
     obj.insert("hidden_act".into(), "silu".into());
-    obj.insert("torch_dtype".into(), if dtype == DType::BF16 { "bfloat16" } else { "float32" }.into());
-    obj.insert("attention_bias".into(), false.into());
-    obj.insert("mlp_bias".into(), false.into());
     crate::io::write_json(path, &json)
 }
 

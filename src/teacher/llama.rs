@@ -6,7 +6,7 @@
 //! weight, table or mask gets a gradient.
 
 use super::config::LlamaConfig;
-use super::lora::{LoraConfig, LoraLinear, Pass, TARGET_MODULES};
+use super::lora::{LinearShape, LoraConfig, LoraLinear, Pass, TARGET_MODULES};
 use crate::nn::ops::frozen::{frozen_rms_norm, frozen_rope, masked_softmax};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -152,17 +152,19 @@ impl Llama {
     /// `base` points at the decoder's weights (`embed_tokens`, `layers.{i}`, `norm`); `lora`, if
     /// given, is where adapters are created or found under the same names (`layers.{i}.self_attn.q_proj.lora_A.weight`).
     pub fn new(base: VarBuilder, lora: Option<(VarBuilder, &LoraConfig)>, cfg: &LlamaConfig) -> Result<Self> {
-        let (h, hd, i) = (cfg.hidden_size, cfg.head_dim(), cfg.intermediate_size);
-        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_kv_heads());
+        let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
             let (b, lo) =
                 (base.pp(format!("layers.{l}")), lora.as_ref().map(|(vb, c)| (vb.pp(format!("layers.{l}")), *c)));
             let proj = |group: &str, name: &str, inp: usize, out: usize| {
+                let bias = if group == "mlp" { cfg.mlp_bias } else { cfg.attention_bias };
                 let targeted = lo.as_ref().filter(|(_, c)| c.target_modules.iter().any(|m| m == name));
                 let id =
                     (l * TARGET_MODULES.len() + TARGET_MODULES.iter().position(|m| *m == name).unwrap_or(0)) as u64;
-                LoraLinear::new(b.pp(group).pp(name), targeted.map(|(vb, c)| (vb.pp(group).pp(name), *c)), inp, out, id)
+                let shape = LinearShape { in_dim: inp, out_dim: out, bias };
+                LoraLinear::new(b.pp(group).pp(name), targeted.map(|(vb, c)| (vb.pp(group).pp(name), *c)), shape, id)
             };
             layers.push(Layer {
                 input_norm: b.pp("input_layernorm").get(h, "weight")?,

@@ -74,24 +74,30 @@ struct Adapter {
     dropout: f64,
 }
 
+/// A projection's shape: `in_dim` → `out_dim`, with a stored `bias` or none.
+#[derive(Debug, Clone, Copy)]
+pub struct LinearShape {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    pub bias: bool,
+}
+
 pub struct LoraLinear {
     weight: Tensor,
+    bias: Option<Tensor>,
     adapter: Option<Adapter>,
     /// A stable per-module id for dropout streams.
     id: u64,
 }
 
 impl LoraLinear {
-    /// `base` holds the frozen `weight` [out, in]; `lora` (if this module is targeted) is where
-    /// `lora_A.weight` [r, in] and `lora_B.weight` [out, r] are created or found.
-    pub fn new(
-        base: VarBuilder,
-        lora: Option<(VarBuilder, &LoraConfig)>,
-        in_dim: usize,
-        out_dim: usize,
-        id: u64,
-    ) -> Result<Self> {
+    /// `base` holds the frozen `weight` [out, in] (and `bias` [out] if the shape has one); `lora` (if
+    /// this module is targeted) is where `lora_A.weight` [r, in] and `lora_B.weight` [out, r] are
+    /// created or found.
+    pub fn new(base: VarBuilder, lora: Option<(VarBuilder, &LoraConfig)>, shape: LinearShape, id: u64) -> Result<Self> {
+        let LinearShape { in_dim, out_dim, bias } = shape;
         let weight = base.get((out_dim, in_dim), "weight")?;
+        let bias = if bias { Some(base.get(out_dim, "bias")?) } else { None };
         let adapter = match lora {
             Some((vb, cfg)) => {
                 let bound = 1.0 / (in_dim as f64).sqrt();
@@ -105,7 +111,7 @@ impl LoraLinear {
             }
             None => None,
         };
-        Ok(Self { weight, adapter, id })
+        Ok(Self { weight, bias, adapter, id })
     }
 
     /// The frozen base weight [out, in].
@@ -117,7 +123,10 @@ impl LoraLinear {
     /// `x` is [N, in] (callers flatten batch and time).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         // The frozen base gets no gradient (candle's matmul would compute one).
-        let y = crate::nn::ops::frozen::frozen_linear(x, &self.weight)?;
+        let mut y = crate::nn::ops::frozen::frozen_linear(x, &self.weight)?;
+        if let Some(bias) = &self.bias {
+            y = crate::nn::ops::frozen::frozen_bias(&y, bias)?;
+        }
         let Some(ad) = &self.adapter else { return Ok(y) };
         let (a, b) = if pass.detach { (ad.a.detach(), ad.b.detach()) } else { (ad.a.clone(), ad.b.clone()) };
         let xd = match pass.dropout {

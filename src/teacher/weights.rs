@@ -37,7 +37,7 @@ impl BaseModel {
             let shape = ModelShape::parse(shape)?;
             let tokenizer = super::tokenizer::train_tokenizer(super::tokenizer::builtin_corpus(), 2000)?;
             return Ok(Self {
-                config: LlamaConfig::shape(shape, tokenizer.get_vocab_size(true))?,
+                config: LlamaConfig::shape(shape, tokenizer.get_vocab_size(true)),
                 tokenizer,
                 weight_files: vec![],
                 meta_files: vec![],

@@ -60,6 +60,12 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// `x + b` for `x` [N, out] and a frozen bias `b` [out]; the gradient passes to `x` unchanged.
+pub fn frozen_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let value = x.detach().broadcast_add(b)?;
+    with_input_gradient(x, value, Box::new(|_x, _y, grad| Ok(grad.clone())))
+}
+
 /// The input gradient of a node, from its input `x`, its value `y` and the upstream gradient.
 type Backward = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
 
@@ -216,6 +222,12 @@ mod tests {
     fn frozen_linear_gives_the_input_gradient_only() {
         let w = random(&[5, 7], 3);
         check(&[4, 7], &[&w], |x| frozen_linear(x, &w), |x| x.matmul(&w.t()?));
+    }
+
+    #[test]
+    fn frozen_bias_gives_the_input_gradient_only() {
+        let b = random(&[5], 9);
+        check(&[4, 5], &[&b], |x| frozen_bias(x, &b), |x| x.broadcast_add(&b));
     }
 
     #[test]
