@@ -1,12 +1,16 @@
 //! `leader predict`: scores records with a trained student (`--model RUN`) or teacher
 //! (`--teacher RUN`) and writes probabilities in the evaluation's predictions format (or a top-k CSV).
+//! The models score and hand over probabilities; this module owns the arguments and the output.
 
 use crate::data::record::split_path;
 use crate::data::vocab::Vocab;
 use crate::eval::predictions::PredictionWriter;
 use crate::io::output::{OutputFile, OutputKind};
 use crate::io::AtomicFile;
+use crate::student::predict::StudentScorer;
+use crate::teacher::Teacher;
 use anyhow::{bail, Context, Result};
+use candle_core::DType;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::io::Write;
@@ -45,7 +49,7 @@ pub struct PredictArgs {
     pub batch_size: Option<usize>,
     /// cpu or cuda (teacher only; the student runs on the CPU).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: crate::nn::device::DeviceSpec,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,12 +95,24 @@ pub struct Scored {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let out = OutputFile::create(&args.out, OutputKind::Predict, args.overwrite)?;
+    let records = args.records_path()?;
+    let (data, batch_size) = (args.data.as_deref(), args.batch_size);
     let (kind, run_dir, sink) = match (&args.model, &args.teacher) {
-        (_, Some(teacher)) => ("teacher", teacher, crate::teacher::predict::run(args)?),
-        (Some(model), None) => ("student", model, crate::student::predict::run(args)?),
+        (_, Some(run)) => {
+            // The base runs in f32 (`leader predict` has no dtype flag).
+            let teacher = Teacher::load(run, &args.device.open()?, DType::F32)?;
+            let mut sink = PredictionSink::create(args, &teacher.vocab)?;
+            crate::teacher::predict::score(&teacher, &records, data, batch_size, |id, p| sink.write(id, p))?;
+            ("teacher", run, sink)
+        }
+        (Some(run), None) => {
+            let student = StudentScorer::load(run)?;
+            let mut sink = PredictionSink::create(args, student.vocab())?;
+            student.score(&records, data, batch_size, |id, p| sink.write(id, p))?;
+            ("student", run, sink)
+        }
         (None, None) => bail!("give --model STUDENT_RUN or --teacher TEACHER_RUN"),
     };
-    let records = args.records_path()?;
     // The sidecar (model kind, medication order) is written before the predictions appear: a file
     // without its sidecar would be scored with the wrong threshold.
     let scored = sink.finish(|content, scored| {

@@ -42,7 +42,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
     write_data_dir(&data, &v, &split(1, 40), &split(2, 12), &split(3, 12));
     let base = dir.join("base");
     let init = InitModelArgs {
-        shape: leader::teacher::config::ModelShape::Tiny,
+        shape: leader::teacher::llama_config::ModelShape::Tiny,
         out: base.clone(),
         seed: 7,
         data: Some(data.clone()),
@@ -80,7 +80,7 @@ fn export(teacher: &Path, data: &Path, out: &Path) {
         f16: false,
         save_input_ids: false,
         batch_size: 8,
-        device: "cpu".into(),
+        device: leader::nn::device::DeviceSpec::Cpu,
         dtype: leader::nn::device::Precision::F32,
         overwrite: false,
     };
@@ -90,7 +90,7 @@ fn export(teacher: &Path, data: &Path, out: &Path) {
 fn online(teacher: &Path) -> TeacherSource {
     TeacherSource::Online {
         run: teacher.to_path_buf(),
-        device: "cpu".into(),
+        device: leader::nn::device::DeviceSpec::Cpu,
         dtype: leader::nn::device::Precision::F32,
     }
 }
@@ -174,7 +174,7 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let (tc, to) = (saved(&run_cache).teacher, saved(&run_online).teacher);
     assert_eq!((tc.cache.as_path(), tc.run.as_os_str().is_empty()), (cache.as_path(), true));
     assert_eq!((to.run.as_path(), to.cache.as_os_str().is_empty()), (teacher.as_path(), true));
-    assert_eq!((to.device.as_str(), to.dtype), ("cpu", leader::nn::device::Precision::F32));
+    assert_eq!((to.device, to.dtype), (leader::nn::device::DeviceSpec::Cpu, leader::nn::device::Precision::F32));
     let resume = DistillArgs {
         common: CommonTrainArgs {
             // The run's own data folder: resume needs no --data.

@@ -9,7 +9,7 @@ use leader::nn::params::SeededVarMap;
 use leader::student::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use leader::student::config::{LossConfig, ModelDims};
 use leader::student::losses::{self, TrainingHeads};
-use leader::student::model::{Dropout, Leader, ModelShape};
+use leader::student::model::{Dropout, ModelShape, StudentNet};
 use student_support::*;
 
 fn tiny_dims(dropout: f64) -> ModelDims {
@@ -82,7 +82,7 @@ fn padding_never_changes_the_output() {
     let records = random_records(3, 12, &v);
     let encoded = encode_all(&codes, &records, &dims);
     let params = SeededVarMap::new(11);
-    let model = Leader::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
+    let model = StudentNet::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
     let logits = |rs: &[&EncodedRecord]| {
         let batch = Batch::new(rs, 6, DType::F64, &Device::Cpu).unwrap();
         let out = model.forward(&batch, &mut Dropout::off()).unwrap();
@@ -129,7 +129,7 @@ fn scoring_batch(dtype: DType) -> (CodeVocab, ModelDims, Batch) {
     (codes, dims, batch)
 }
 
-fn logits_of(model: &Leader, batch: &Batch) -> Vec<f64> {
+fn logits_of(model: &StudentNet, batch: &Batch) -> Vec<f64> {
     let out = model.forward(batch, &mut Dropout::off()).unwrap().logits;
     out.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
 }
@@ -149,7 +149,7 @@ fn f32_scoring_matches_the_f64_forward() {
     let logits = |dtype: DType| {
         let (codes, dims, batch) = scoring_batch(dtype);
         let params = SeededVarMap::new(5);
-        let model = Leader::new(params.var_builder(dtype, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
+        let model = StudentNet::new(params.var_builder(dtype, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
         logits_of(&model, &batch)
     };
     assert_same_logits(&logits(DType::F64), &logits(DType::F32), 1e-4, "f32 scoring vs f64");
@@ -161,11 +161,12 @@ fn f32_scoring_matches_the_f64_forward() {
 fn scoring_path_matches_the_training_path() {
     let (codes, dims, batch) = scoring_batch(DType::F64);
     let params = SeededVarMap::new(5);
-    let training = Leader::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
+    let training = StudentNet::new(params.var_builder(DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6)).unwrap();
     let weights = params.named_vars().into_iter().map(|(name, var)| (name, var.as_tensor().clone())).collect();
-    let scoring = Leader::new(VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6))
-        .and_then(Leader::for_inference)
-        .unwrap();
+    let scoring =
+        StudentNet::new(VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu), &dims, &shape_of(&codes, 6))
+            .and_then(StudentNet::for_inference)
+            .unwrap();
     assert_same_logits(&logits_of(&training, &batch), &logits_of(&scoring, &batch), 1e-12, "scoring vs training");
 }
 
@@ -183,7 +184,7 @@ fn every_loss_matches_finite_differences() {
     let batch = Batch::new(&refs, 5, DType::F64, &Device::Cpu).unwrap();
     let params = SeededVarMap::new(2);
     let vb = params.var_builder(DType::F64, &Device::Cpu);
-    let model = Leader::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
+    let model = StudentNet::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
     let heads = TrainingHeads::new(vb.pp("train_heads"), 8, Some(4)).unwrap();
     let teacher =
         Tensor::from_vec((0..24).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect::<Vec<_>>(), (6, 4), &Device::Cpu)
@@ -240,7 +241,7 @@ fn sharded_step_equals_the_full_batch_gradient() {
     let refs: Vec<&EncodedRecord> = encoded.iter().collect();
     let params = SeededVarMap::new(4);
     let vb = params.var_builder(DType::F64, &Device::Cpu);
-    let model = Leader::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
+    let model = StudentNet::new(vb.clone(), &dims, &shape_of(&codes, 5)).unwrap();
     let heads = TrainingHeads::new(vb.pp("train_heads"), 8, Some(3)).unwrap();
     let vars = params.named_vars();
     let hidden: Vec<f64> = (0..21).map(|i| ((i * 5 % 13) as f64 - 6.0) / 6.0).collect();

@@ -142,7 +142,7 @@ fn predict_args(run: &Path, out: &Path) -> PredictArgs {
         format: PredictFormat::Jsonl,
         top_k: 3,
         batch_size: None,
-        device: "cpu".into(),
+        device: leader::nn::device::DeviceSpec::Cpu,
         overwrite: false,
     }
 }

@@ -80,7 +80,7 @@ fn data_folder(dir: &Path, n_train: usize, n_valid: usize) {
 
 fn tiny_model(dir: &Path, data: Option<&Path>) {
     let args = InitModelArgs {
-        shape: leader::teacher::config::ModelShape::Tiny,
+        shape: leader::teacher::llama_config::ModelShape::Tiny,
         out: dir.to_path_buf(),
         seed: 7,
         data: data.map(Path::to_path_buf),
@@ -232,13 +232,22 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
 
 #[test]
 fn cuda_without_the_feature_is_a_clear_error() {
-    let err = leader::nn::device::parse_device("cuda").unwrap_err().to_string();
+    use leader::nn::device::DeviceSpec;
+    let err = "cuda".parse::<DeviceSpec>().unwrap().open().unwrap_err().to_string();
     if cfg!(feature = "cuda") {
         assert!(err.contains("CUDA"), "{err}");
     } else {
         assert!(err.contains("built without CUDA"), "{err}");
     }
-    assert!(leader::nn::device::parse_device("tpu").is_err());
+    for (name, spec) in [("cpu", DeviceSpec::Cpu), ("cuda", DeviceSpec::Cuda(0)), ("cuda:3", DeviceSpec::Cuda(3))] {
+        assert_eq!(name.parse::<DeviceSpec>().unwrap(), spec);
+    }
+    for bad in ["tpu", "cuda:", "cuda1", "cuda:x", "CPU"] {
+        let err = bad.parse::<DeviceSpec>().unwrap_err().to_string();
+        assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
+    }
+    // Configs hold the canonical name and read it back.
+    assert_eq!(toml::Value::try_from(DeviceSpec::Cuda(2)).unwrap().as_str(), Some("cuda:2"));
 }
 
 fn train_args(data: &Path, model: &Path, out: &Path, steps: u64, sets: &[&str]) -> TrainTeacherArgs {
@@ -302,7 +311,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         format: PredictFormat::Jsonl,
         top_k: 10,
         batch_size: Some(5),
-        device: "cpu".into(),
+        device: leader::nn::device::DeviceSpec::Cpu,
         overwrite: false,
     };
     leader::predict::run(&pargs).unwrap();
@@ -326,7 +335,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
         f16: false,
         save_input_ids: true,
         batch_size: 7,
-        device: "cpu".into(),
+        device: leader::nn::device::DeviceSpec::Cpu,
         dtype: leader::nn::device::Precision::F32,
         overwrite: false,
     };

@@ -80,7 +80,7 @@ where
 {
     read_lines_parallel(path, threads, chunk_bytes, |probs: &mut Vec<f32>, line| {
         let id = parse_line(line, probs)?;
-        validate(probs, num_medications)?;
+        check_row(probs, num_medications)?;
         score(id, probs)
     })
 }
@@ -95,7 +95,7 @@ fn parse_line(line: &[u8], probs: &mut Vec<f32>) -> Result<u64> {
     Ok(p.subject_id)
 }
 
-fn validate(probs: &[f32], num_medications: usize) -> Result<()> {
+fn check_row(probs: &[f32], num_medications: usize) -> Result<()> {
     if probs.len() != num_medications {
         bail!("expected {num_medications} probabilities (one per vocab.json medication), found {}", probs.len());
     }

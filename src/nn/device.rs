@@ -1,23 +1,62 @@
-//! `--device` and `--dtype` parsing. A missing GPU or driver is an error, never a panic.
+//! `--device` and `--dtype`: typed, in flags and configs alike. A missing GPU or driver is an error, never a panic.
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
 
-/// `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        other => match other.strip_prefix("cuda").map(|rest| rest.strip_prefix(':').unwrap_or(rest)) {
-            Some(ordinal) => {
-                let ordinal = if ordinal.is_empty() {
-                    0
-                } else {
-                    ordinal.parse().map_err(|_| anyhow::anyhow!("bad device {other:?}"))?
-                };
-                cuda(ordinal)
-            }
-            None => bail!("unknown device {other:?}: expected cpu, cuda or cuda:N"),
-        },
+/// Where a model runs: `cpu`, `cuda` (device 0) or `cuda:N`. Written as that string in configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        if name == "cpu" {
+            return Ok(Self::Cpu);
+        }
+        let Some(rest) = name.strip_prefix("cuda") else {
+            bail!("unknown device {name:?}: expected cpu, cuda or cuda:N")
+        };
+        match rest.strip_prefix(':') {
+            None if rest.is_empty() => Ok(Self::Cuda(0)),
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => Ok(Self::Cuda(n.parse()?)),
+            _ => bail!("unknown device {name:?}: expected cpu, cuda or cuda:N"),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl DeviceSpec {
+    /// The device, or a clear error where it is missing (no driver, a binary without CUDA).
+    pub fn open(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(ordinal) => cuda(ordinal),
+        }
     }
 }
 

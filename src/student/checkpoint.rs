@@ -3,7 +3,7 @@
 //! the early-stopping state, in one file so they can never disagree), all written atomically.
 
 use super::config::ModelDims;
-use super::model::{Leader, ModelShape};
+use super::model::{ModelShape, StudentNet};
 use crate::data::vocab::Vocab;
 use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -109,7 +109,7 @@ pub fn load_checkpoint(vars: &[(String, Var)], path: &Path) -> Result<(HashMap<S
 pub struct TrainedStudent {
     pub info: RunInfo,
     pub vocab: Vocab,
-    pub model: Leader,
+    pub model: StudentNet,
 }
 
 impl TrainedStudent {
@@ -126,8 +126,8 @@ impl TrainedStudent {
         let weights = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-        let model = Leader::new(vb, &info.model, &info.shape)
-            .and_then(Leader::for_inference)
+        let model = StudentNet::new(vb, &info.model, &info.shape)
+            .and_then(StudentNet::for_inference)
             .with_context(|| format!("loading {}", weights_path.display()))?;
         Ok(Self { info, vocab, model })
     }

@@ -70,7 +70,7 @@ pub struct PredictConfig {
 pub struct TeacherSection {
     pub cache: std::path::PathBuf,
     pub run: std::path::PathBuf,
-    pub device: String,
+    pub device: crate::nn::device::DeviceSpec,
     pub dtype: crate::nn::device::Precision,
 }
 
@@ -79,7 +79,7 @@ impl Default for TeacherSection {
         Self {
             cache: Default::default(),
             run: Default::default(),
-            device: "cpu".into(),
+            device: crate::nn::device::DeviceSpec::Cpu,
             dtype: crate::nn::device::Precision::F32,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::batch::Batch;
 use super::config::LossConfig;
-use super::model::{torch_linear, Dropout, Leader, Output};
+use super::model::{torch_linear, Dropout, Output, StudentNet};
 use crate::nn::loss::bce_with_logits;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -76,7 +76,7 @@ impl TrainingHeads {
     /// when β > 0.
     pub fn terms(
         &self,
-        model: &Leader,
+        model: &StudentNet,
         out: &Output,
         batch: &Batch,
         teacher: Option<&Tensor>,

@@ -239,7 +239,17 @@ pub struct Output {
     pub profile_prompt: Tensor,
 }
 
-pub struct Leader {
+/// Which code sets a set encoder reads; the index of its encoder and QKV table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetKind {
+    Diagnoses = 0,
+    Procedures = 1,
+    Medications = 2,
+}
+
+/// The student network LEADER(S): set encoders, the profile pseudo-visit, the visit encoder and the
+/// medication head.
+pub struct StudentNet {
     codes: Embedding,
     diagnosis_set: TransformerBlock,
     procedure_set: TransformerBlock,
@@ -250,11 +260,11 @@ pub struct Leader {
     head_out: Linear,
     d: usize,
     /// Per code, each set encoder's first Q/K/V (diagnosis, procedure, medication), once
-    /// [`Leader::for_inference`] computed them.
+    /// [`StudentNet::for_inference`] computed them.
     qkv_tables: Option<[Tensor; 3]>,
 }
 
-impl Leader {
+impl StudentNet {
     pub fn new(vb: VarBuilder, cfg: &ModelDims, shape: &ModelShape) -> Result<Self> {
         let d = cfg.hidden;
         Ok(Self {
@@ -281,21 +291,20 @@ impl Leader {
         Ok(self)
     }
 
-    /// The set encoders by kind: 0 diagnoses, 1 procedures, 2 medications (the order of
-    /// `qkv_tables` and of the batch's code sets).
+    /// The set encoders in [`SetKind`] order (also the order of `qkv_tables`).
     fn set_encoders(&self) -> [&TransformerBlock; 3] {
         [&self.diagnosis_set, &self.procedure_set, &self.medication_set]
     }
 
-    /// Pooled encodings of `sets` by the set encoder of `kind` (see [`Self::set_encoders`]).
-    fn encode_sets(&self, kind: usize, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
+    /// Pooled encodings of `sets` by the set encoder of `kind`.
+    fn encode_sets(&self, kind: SetKind, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
         if sets.packing.tokens == 0 {
             return Tensor::zeros((sets.packing.rows, self.d), self.codes.embeddings().dtype(), sets.ids.device());
         }
-        let block = self.set_encoders()[kind];
+        let block = self.set_encoders()[kind as usize];
         let x = self.codes.forward(&sets.ids)?;
         let qkv = match &self.qkv_tables {
-            Some(tables) => tables[kind].index_select(&sets.ids, 0)?,
+            Some(tables) => tables[kind as usize].index_select(&sets.ids, 0)?,
             None => block.first_qkv(&x)?,
         };
         row_means(&block.forward_from_qkv(&x, &qkv, &sets.packing, drop)?, &sets.packing)
@@ -304,7 +313,7 @@ impl Leader {
     /// Encodes medication sets with the medication set encoder ([N, d]); the alignment loss uses it
     /// for the target visit's medications.
     pub fn encode_medication_sets(&self, sets: &CodeSets, drop: &mut Dropout) -> Result<Tensor> {
-        self.encode_sets(2, sets, drop)
+        self.encode_sets(SetKind::Medications, sets, drop)
     }
 
     pub fn forward(&self, batch: &Batch, drop: &mut Dropout) -> Result<Output> {
@@ -312,7 +321,12 @@ impl Leader {
         // Pooled vectors of the batch's non-empty sets, then the profile prompts and a zero row;
         // `slot_rows` places them into the three visit streams (see `Batch`).
         let mut table = Vec::with_capacity(5);
-        for (kind, sets) in [&batch.diagnoses, &batch.procedures, &batch.medications].into_iter().enumerate() {
+        let sets_by_kind = [
+            (SetKind::Diagnoses, &batch.diagnoses),
+            (SetKind::Procedures, &batch.procedures),
+            (SetKind::Medications, &batch.medications),
+        ];
+        for (kind, sets) in sets_by_kind {
             if sets.packing.rows > 0 {
                 table.push(self.encode_sets(kind, sets, drop)?);
             }

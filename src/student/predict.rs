@@ -4,12 +4,11 @@
 use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use super::checkpoint::TrainedStudent;
 use super::config::StudentConfig;
-use super::model::{Dropout, Leader};
+use super::model::{Dropout, StudentNet};
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
 use crate::io::JsonLines;
 use crate::nn::{ops, parallel};
-use crate::predict::{PredictArgs, PredictionSink};
 use crate::progress;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
@@ -19,7 +18,7 @@ use std::sync::mpsc;
 /// Probabilities of `records` in input order, row-major [n, M]. Records are scored in size-sorted
 /// batches of `batch_size`, spread over `threads`; the batch a record lands in never changes its output.
 pub fn probabilities(
-    model: &Leader,
+    model: &StudentNet,
     records: &[&EncodedRecord],
     num_medications: usize,
     batch_size: usize,
@@ -59,14 +58,14 @@ fn run_config(run_dir: &Path) -> Result<StudentConfig> {
 
 /// Refuses records built with another vocabulary: the data folder's (or, for `--records`, a
 /// `vocab.json` beside the file) must have the checkpoint's fingerprint.
-fn check_vocabulary(args: &PredictArgs, records_path: &Path, student: &TrainedStudent) -> Result<bool> {
-    let beside = match (&args.data, records_path.parent()) {
+fn check_vocabulary(data: Option<&Path>, records_path: &Path, student: &TrainedStudent) -> Result<bool> {
+    let beside = match (data, records_path.parent()) {
         (Some(dir), _) => dir.join("vocab.json"),
         (None, Some(parent)) => parent.join("vocab.json"),
         (None, None) => return Ok(false),
     };
     if !beside.is_file() {
-        ensure!(args.data.is_none(), "{} not found: a data folder needs its vocab.json", beside.display());
+        ensure!(data.is_none(), "{} not found: a data folder needs its vocab.json", beside.display());
         return Ok(false);
     }
     let theirs = Vocab::load(&beside)?.fingerprint();
@@ -80,83 +79,105 @@ fn check_vocabulary(args: &PredictArgs, records_path: &Path, student: &TrainedSt
     Ok(true)
 }
 
-/// Scores the records named by `args` into a [`PredictionSink`], returned unfinished.
-pub fn run(args: &PredictArgs) -> Result<PredictionSink> {
-    let run_dir = args.model.as_ref().context("give --model RUN")?;
-    let student = TrainedStudent::load(run_dir)?;
-    let cfg = run_config(run_dir)?;
-    let records_path = args.records_path()?;
-    let vocab_checked = check_vocabulary(args, &records_path, &student)?;
-    let batch_size = args.batch_size.unwrap_or(cfg.predict.batch_size);
-    let threads = parallel::threads(cfg.threads);
-    let codes = CodeVocab::new(&student.vocab);
-    let m = student.info.shape.num_medications;
-    let sink = PredictionSink::create(args, &student.vocab)?;
-    let bar = progress::bar(0, "predict");
-    // Three stages side by side, a chunk apart: parsing and encoding the next chunk, scoring this one
-    // (on `threads` threads), formatting and writing the previous one. Alone, the first and last
-    // left the scoring threads idle for a tenth of the run.
-    let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Vec<EncodedRecord>>(1);
-    let (scored_tx, scored_rx) = mpsc::sync_channel::<(Vec<u64>, Vec<f32>)>(1);
-    let (stats, sink) = std::thread::scope(|scope| -> Result<_> {
-        let (codes, student, records_path) = (&codes, &student, &records_path);
-        let reader = scope.spawn(move || -> Result<EncodeStats> {
-            let mut stats = EncodeStats::default();
-            let mut lines = JsonLines::<Record>::open(records_path)?;
-            let (max_visits, max_codes) = (student.info.model.max_visits, student.info.model.max_codes);
-            loop {
-                let mut chunk = Vec::with_capacity(cfg.predict.read_chunk);
-                for item in lines.by_ref().take(cfg.predict.read_chunk) {
-                    let (line, record) = item?;
-                    let encoded = codes
-                        .encode(&record, max_visits, max_codes, false, &mut stats)
-                        .with_context(|| format!("{}:{line}", records_path.display()))?;
-                    chunk.push(encoded);
-                }
-                if chunk.is_empty() || chunk_tx.send(chunk).is_err() {
-                    return Ok(stats);
-                }
-            }
-        });
-        let writer = scope.spawn(move || -> Result<PredictionSink> {
-            let mut sink = sink;
-            for (subject_ids, probs) in scored_rx {
-                for (&id, p) in subject_ids.iter().zip(probs.chunks(m)) {
-                    sink.write(id, p)?;
-                }
-            }
-            Ok(sink)
-        });
-        let scoring = (|| -> Result<()> {
-            for chunk in chunk_rx {
-                let refs: Vec<&EncodedRecord> = chunk.iter().collect();
-                let probs = probabilities(&student.model, &refs, m, batch_size, threads)?;
-                let n = chunk.len() as u64;
-                if scored_tx.send((chunk.iter().map(|r| r.subject_id).collect(), probs)).is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-                bar.inc_length(n);
-                bar.inc(n);
-            }
-            Ok(())
-        })();
-        drop(scored_tx);
-        let sink = writer.join().expect("the writer thread does not panic");
-        let stats = reader.join().expect("the reader thread does not panic");
-        scoring?;
-        Ok((stats?, sink?))
-    })?;
-    bar.finish_and_clear();
-    progress::say(format!("predict: {}", stats.summary()));
-    if !vocab_checked && stats.codes > 0 {
-        // Without a vocabulary to compare, a mostly unknown code set is the sign of a mismatch.
-        ensure!(
-            stats.unknown_codes * 2 <= stats.codes,
-            "{}: {} of {} codes are not in the model's vocabulary; these records were built with another vocabulary",
-            records_path.display(),
-            stats.unknown_codes,
-            stats.codes
-        );
+/// A trained student run, loaded for scoring.
+pub struct StudentScorer {
+    student: TrainedStudent,
+    cfg: StudentConfig,
+}
+
+impl StudentScorer {
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        Ok(Self { student: TrainedStudent::load(run_dir)?, cfg: run_config(run_dir)? })
     }
-    Ok(sink)
+
+    /// The vocabulary whose medication order the probabilities follow.
+    pub fn vocab(&self) -> &Vocab {
+        &self.student.vocab
+    }
+
+    /// Scores the records of `records_path` (checked against `data`'s vocabulary, or one beside the
+    /// file), handing each record's probabilities to `write` in input order.
+    pub fn score(
+        &self,
+        records_path: &Path,
+        data: Option<&Path>,
+        batch_size: Option<usize>,
+        write: impl FnMut(u64, &[f32]) -> Result<()> + Send,
+    ) -> Result<()> {
+        let (student, cfg) = (&self.student, &self.cfg);
+        let vocab_checked = check_vocabulary(data, records_path, student)?;
+        let batch_size = batch_size.unwrap_or(cfg.predict.batch_size);
+        let threads = parallel::threads(cfg.threads);
+        let codes = CodeVocab::new(&student.vocab);
+        let m = student.info.shape.num_medications;
+        let bar = progress::bar(0, "predict");
+        // Three stages side by side, a chunk apart: parsing and encoding the next chunk, scoring this one
+        // (on `threads` threads), formatting and writing the previous one. Alone, the first and last
+        // left the scoring threads idle for a tenth of the run.
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Vec<EncodedRecord>>(1);
+        let (scored_tx, scored_rx) = mpsc::sync_channel::<(Vec<u64>, Vec<f32>)>(1);
+        let stats = std::thread::scope(|scope| -> Result<_> {
+            let codes = &codes;
+            let reader = scope.spawn(move || -> Result<EncodeStats> {
+                let mut stats = EncodeStats::default();
+                let mut lines = JsonLines::<Record>::open(records_path)?;
+                let (max_visits, max_codes) = (student.info.model.max_visits, student.info.model.max_codes);
+                loop {
+                    let mut chunk = Vec::with_capacity(cfg.predict.read_chunk);
+                    for item in lines.by_ref().take(cfg.predict.read_chunk) {
+                        let (line, record) = item?;
+                        let encoded = codes
+                            .encode(&record, max_visits, max_codes, false, &mut stats)
+                            .with_context(|| format!("{}:{line}", records_path.display()))?;
+                        chunk.push(encoded);
+                    }
+                    if chunk.is_empty() || chunk_tx.send(chunk).is_err() {
+                        return Ok(stats);
+                    }
+                }
+            });
+            let writer = scope.spawn(move || -> Result<()> {
+                let mut write = write;
+                for (subject_ids, probs) in scored_rx {
+                    for (&id, p) in subject_ids.iter().zip(probs.chunks(m)) {
+                        write(id, p)?;
+                    }
+                }
+                Ok(())
+            });
+            let scoring = (|| -> Result<()> {
+                for chunk in chunk_rx {
+                    let refs: Vec<&EncodedRecord> = chunk.iter().collect();
+                    let probs = probabilities(&student.model, &refs, m, batch_size, threads)?;
+                    let n = chunk.len() as u64;
+                    if scored_tx.send((chunk.iter().map(|r| r.subject_id).collect(), probs)).is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                    bar.inc_length(n);
+                    bar.inc(n);
+                }
+                Ok(())
+            })();
+            drop(scored_tx);
+            let written = writer.join().expect("the writer thread does not panic");
+            let stats = reader.join().expect("the reader thread does not panic");
+            scoring?;
+            let stats = stats?;
+            written?;
+            Ok(stats)
+        })?;
+        bar.finish_and_clear();
+        progress::say(format!("predict: {}", stats.summary()));
+        if !vocab_checked && stats.codes > 0 {
+            // Without a vocabulary to compare, a mostly unknown code set is the sign of a mismatch.
+            ensure!(
+                stats.unknown_codes * 2 <= stats.codes,
+                "{}: {} of {} codes are not in the model's vocabulary; these records were built with another vocabulary",
+                records_path.display(),
+                stats.unknown_codes,
+                stats.codes
+            );
+        }
+        Ok(())
+    }
 }

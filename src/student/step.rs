@@ -10,7 +10,7 @@ use super::batch::{Batch, EncodedRecord};
 use super::config::LossConfig;
 use super::kd::KdTarget;
 use super::losses::{alignment, Terms, TrainingHeads};
-use super::model::{Dropout, Leader};
+use super::model::{Dropout, StudentNet};
 use crate::nn::parallel;
 use crate::nn::rng::TensorRng;
 use anyhow::Result;
@@ -28,7 +28,7 @@ pub struct StepLosses {
 
 /// What a training step needs besides its records.
 pub struct Trainer<'a> {
-    pub model: &'a Leader,
+    pub model: &'a StudentNet,
     pub heads: &'a TrainingHeads,
     pub teacher: &'a KdTarget,
     pub loss: &'a LossConfig,

@@ -7,7 +7,7 @@ use super::checkpoint::{self, RunInfo, TrainState};
 use super::config::{StudentConfig, TeacherSection, DEFAULT};
 use super::kd::KdTarget;
 use super::losses::TrainingHeads;
-use super::model::{Leader, ModelShape};
+use super::model::{ModelShape, StudentNet};
 use super::step::Trainer;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, split_path};
@@ -16,7 +16,7 @@ use crate::eval::metrics::{score_record, Threshold};
 use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::TrainLog;
 use crate::nn::adamw::{AdamW, AdamWConfig};
-use crate::nn::device::{parse_device, Precision};
+use crate::nn::device::{DeviceSpec, Precision};
 use crate::nn::parallel;
 use crate::nn::params::SeededVarMap;
 use crate::nn::rng::TensorRng;
@@ -80,7 +80,7 @@ pub struct DistillArgs {
     pub teacher: Option<PathBuf>,
     /// Device of the online teacher: cpu, cuda or cuda:N (teacher.device).
     #[arg(long)]
-    pub teacher_device: Option<String>,
+    pub teacher_device: Option<DeviceSpec>,
     /// Compute dtype of the online teacher: f32, bf16 or f16 (teacher.dtype).
     #[arg(long)]
     pub teacher_dtype: Option<Precision>,
@@ -97,7 +97,7 @@ pub enum TeacherSource {
     /// A teacher run folder, loaded onto `device` (cpu, cuda, cuda:N) with its base in `dtype`.
     Online {
         run: PathBuf,
-        device: String,
+        device: DeviceSpec,
         dtype: Precision,
     },
 }
@@ -110,7 +110,7 @@ impl TeacherSource {
         Ok(if cache {
             Self::Cache(t.cache.clone())
         } else if run {
-            Self::Online { run: t.run.clone(), device: t.device.clone(), dtype: t.dtype }
+            Self::Online { run: t.run.clone(), device: t.device, dtype: t.dtype }
         } else {
             Self::None
         })
@@ -123,7 +123,7 @@ impl TeacherSource {
             Self::None => none,
             Self::Cache(path) => TeacherSection { cache: path.clone(), ..none },
             Self::Online { run, device, dtype } => {
-                TeacherSection { run: run.clone(), device: device.clone(), dtype: *dtype, ..none }
+                TeacherSection { run: run.clone(), device: *device, dtype: *dtype, ..none }
             }
         }
     }
@@ -136,7 +136,7 @@ impl TeacherSource {
                 KdTarget::from_cache(path, &subjects)
             }
             Self::Online { run, device, dtype } => {
-                KdTarget::online(run, &parse_device(device)?, dtype.dtype(), data_dir, vocab)
+                KdTarget::online(run, &device.open()?, dtype.dtype(), data_dir, vocab)
             }
         }
     }
@@ -159,7 +159,7 @@ pub struct TrainOptions {
 const DATA_FILES: [&str; 3] = ["vocab.json", "train.jsonl", "valid.jsonl"];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrainSummary {
+pub struct StudentSummary {
     pub epochs_done: usize,
     pub best_epoch: usize,
     pub best_valid_prauc: f64,
@@ -182,24 +182,28 @@ pub struct EpochLog {
 
 pub fn run_train_student(args: &TrainStudentArgs) -> Result<()> {
     // The "w/o KD" ablation: no teacher, so α is 0 in the saved config too.
-    let opts = options(&args.common, &[crate::config::flag("loss.alpha", 0.0)])?;
+    let opts = options(&args.common, &[crate::config::flag("loss.alpha", 0.0)], &[])?;
     train(&opts).map(|_| ())
 }
 
+/// The config keys distill's teacher flags set; on `--resume` they may change (a moved cache or run
+/// folder, another device).
+const TEACHER_KEYS: [&str; 4] = ["teacher.cache", "teacher.run", "teacher.device", "teacher.dtype"];
+
 pub fn run_distill(args: &DistillArgs) -> Result<()> {
-    let alpha: Vec<String> = args.alpha.iter().map(|&a| crate::config::flag("loss.alpha", a)).collect();
-    let mut opts = options(&args.common, &alpha)?;
-    // The flags override the config (the saved one too on --resume: a moved cache or run folder).
-    let t = &mut opts.config.teacher;
+    use crate::config::flag;
+    let mut flags: Vec<String> = args.alpha.iter().map(|&a| flag("loss.alpha", a)).collect();
+    // One source at a time: naming one clears the other (the config may have set it).
     if let Some(cache) = &args.teacher_cache {
-        (t.cache, t.run) = (cache.clone(), PathBuf::new());
+        flags.extend([flag("teacher.cache", cache), flag("teacher.run", "")]);
     }
     if let Some(run) = &args.teacher {
-        (t.cache, t.run) = (PathBuf::new(), run.clone());
+        flags.extend([flag("teacher.run", run), flag("teacher.cache", "")]);
     }
-    t.device = args.teacher_device.clone().unwrap_or(t.device.clone());
-    t.dtype = args.teacher_dtype.unwrap_or(t.dtype);
-    opts.teacher = TeacherSource::from_section(t)?;
+    flags.extend(args.teacher_device.iter().map(|d| flag("teacher.device", d)));
+    flags.extend(args.teacher_dtype.iter().map(|d| flag("teacher.dtype", d)));
+    let mut opts = options(&args.common, &flags, &TEACHER_KEYS)?;
+    opts.teacher = TeacherSource::from_section(&opts.config.teacher)?;
     ensure!(
         opts.teacher != TeacherSource::None,
         "distill needs a teacher: --teacher RUN (online KD) or --teacher-cache FILE (offline KD)"
@@ -207,10 +211,10 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
     train(&opts).map(|_| ())
 }
 
-/// Resolves the config: defaults, --config, --set, then the explicit flags; on --resume the run's
-/// saved config and data, where only --epochs (and, in the caller, distill's teacher flags) may change.
-/// The teacher is left out (`TeacherSource::None`) for the caller to set.
-fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
+/// Resolves the config: defaults, --config, --set, then the explicit flags and the command's own
+/// `forced` assignments; on --resume the run's saved config and data, where only --epochs and the
+/// keys in `may_change` may differ. The teacher is left out (`TeacherSource::None`) for the caller to set.
+fn options(args: &CommonTrainArgs, forced: &[String], may_change: &[&str]) -> Result<TrainOptions> {
     use crate::config::flag;
     let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
     flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b)));
@@ -219,7 +223,8 @@ fn options(args: &CommonTrainArgs, forced: &[String]) -> Result<TrainOptions> {
     flags.extend(forced.iter().cloned());
     let (run_dir, config, data_dir, resume) = match (&args.resume, &args.out) {
         (Some(run), _) => {
-            let config = crate::config::resume(run, &args.config, &flags, &["train.epochs"])?;
+            let may_change: Vec<&str> = ["train.epochs"].iter().chain(may_change).copied().collect();
+            let config = crate::config::resume(run, &args.config, &flags, &may_change)?;
             let saved: RunInputs = crate::io::read_json(&run.join(RunInputs::FILE))?;
             (run.clone(), config, args.data.clone().unwrap_or(saved.data), true)
         }
@@ -254,8 +259,8 @@ pub fn load_split(
 }
 
 /// Mean PRAUC, Jaccard and F1 over `records` (threshold from the config).
-pub fn validate(
-    model: &Leader,
+pub fn valid_scores(
+    model: &StudentNet,
     records: &[EncodedRecord],
     num_medications: usize,
     cfg: &StudentConfig,
@@ -276,7 +281,7 @@ pub fn validate(
 }
 
 /// Trains (or resumes) a student run; see the module docs.
-pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
+pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     // The saved config records the teacher actually used, whatever the config said.
     let cfg = &StudentConfig { teacher: opts.teacher.recorded_in(&opts.config.teacher), ..opts.config.clone() };
     cfg.validate()?;
@@ -350,7 +355,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
 
     let params = SeededVarMap::new(cfg.seed);
     let vb = params.var_builder(dtype, &device);
-    let model = Leader::new(vb.clone(), &cfg.model, &info.shape)?;
+    let model = StudentNet::new(vb.clone(), &cfg.model, &info.shape)?;
     let heads = TrainingHeads::new(vb.pp("train_heads"), cfg.model.hidden, info.teacher_hidden)?;
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(cfg.train.lr))?;
@@ -405,7 +410,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let (prauc, jaccard, f1) = validate(&model, &valid_set, m, cfg)?;
+        let (prauc, jaccard, f1) = valid_scores(&model, &valid_set, m, cfg)?;
         state.epochs_done = epoch;
         if prauc > state.best_score {
             state = TrainState { best_score: prauc, best_epoch: epoch, epochs_without_improvement: 0, ..state };
@@ -446,7 +451,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     if state.epochs_done == cfg.train.epochs || state.epochs_without_improvement >= cfg.train.patience {
         run.finish()?;
     }
-    Ok(TrainSummary {
+    Ok(StudentSummary {
         epochs_done: state.epochs_done,
         best_epoch: state.best_epoch,
         best_valid_prauc: state.best_score,

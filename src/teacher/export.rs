@@ -8,7 +8,7 @@ use super::run::Teacher;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::io::output::{OutputFile, OutputKind};
-use crate::nn::device::{parse_device, Precision};
+use crate::nn::device::{DeviceSpec, Precision};
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -44,7 +44,7 @@ pub struct ExportHiddenArgs {
     pub batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// Compute dtype of the base model: f32, bf16 or f16.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
@@ -54,7 +54,7 @@ pub struct ExportHiddenArgs {
 pub fn export_hidden(args: &ExportHiddenArgs) -> Result<TeacherCache> {
     ensure!(args.batch_size > 0, "--batch-size must be positive");
     let out = OutputFile::create(&args.out, OutputKind::ExportHidden, args.overwrite)?;
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     let teacher = Teacher::load(&args.teacher, &device, args.dtype.dtype())?;
     teacher.check_vocab(&Vocab::load(&args.data.join("vocab.json"))?, &args.data)?;
     let records = read_records(&split_path(&args.data, &args.split)?)?;

@@ -4,8 +4,8 @@
 //! prompts of a records folder, or on a small built-in corpus. Special tokens follow LLaMA:
 //! `<unk>` = 0 (also the pad id), `<s>` = 1, `</s>` = 2.
 
-use super::config::{LlamaConfig, ModelShape};
 use super::llama::Llama;
+use super::llama_config::{LlamaConfig, ModelShape};
 use super::tokenizer::{builtin_corpus, train_tokenizer};
 use super::weights::RandomWeights;
 use crate::data::record::read_records;

@@ -5,7 +5,7 @@
 //! with the backward of each stated for the trainable input only (`nn::ops::frozen`), so no frozen
 //! weight, table or mask gets a gradient.
 
-use super::config::LlamaConfig;
+use super::llama_config::LlamaConfig;
 use super::lora::{LinearShape, LoraConfig, LoraLinear, Pass, TARGET_MODULES};
 use crate::nn::ops::frozen::{frozen_rms_norm, frozen_rope, masked_softmax};
 use candle_core::{DType, Device, Result, Tensor};

@@ -7,11 +7,11 @@
 
 pub mod bench;
 pub mod cache;
-pub mod config;
 pub mod export;
 pub mod grads;
 pub mod init_model;
 pub mod llama;
+pub mod llama_config;
 pub mod lora;
 pub mod model;
 pub mod peft;

@@ -4,7 +4,7 @@
 //! from long prompts, so we drop the oldest history instead. And the byte-level BPE that `init-model`
 //! and `random:` bases train.
 
-use super::config::LlamaConfig;
+use super::llama_config::LlamaConfig;
 use anyhow::{anyhow, Context, Result};
 use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;

@@ -20,7 +20,7 @@ use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::{AtomicDir, TrainLog};
 use crate::nn::adamw::accumulate;
 use crate::nn::adamw::{AdamW, AdamWConfig};
-use crate::nn::device::{parse_device, Precision};
+use crate::nn::device::{DeviceSpec, Precision};
 use crate::nn::rng::TensorRng;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::backprop::GradStore;
@@ -48,7 +48,7 @@ pub struct ModelSection {
     pub revision: String,
     pub max_tokens: usize,
     pub dtype: Precision,
-    pub device: String,
+    pub device: DeviceSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ pub struct TrainTeacherArgs {
     pub dtype: Option<Precision>,
     /// cpu, cuda or cuda:N.
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     #[arg(long)]
     pub seed: Option<u64>,
     #[arg(long)]
@@ -152,7 +152,7 @@ impl TrainTeacherArgs {
         }
         flags.extend(self.revision.iter().map(|v| flag("model.revision", v.as_str())));
         flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v)));
-        flags.extend(self.device.iter().map(|v| flag("model.device", v.as_str())));
+        flags.extend(self.device.iter().map(|v| flag("model.device", v)));
         flags.extend(self.max_tokens.iter().map(|&v| flag("model.max_tokens", v)));
         flags.extend(self.max_steps.iter().map(|&v| flag("train.max_steps", v)));
         flags.extend(self.seed.iter().map(|&v| flag("train.seed", v)));
@@ -294,7 +294,7 @@ impl Order {
 }
 
 /// Mean per-record average precision (the evaluation's PRAUC) of the model on `data`.
-fn validate(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> {
+fn valid_prauc(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> {
     let mut probs = Vec::with_capacity(data.prompts.len());
     for chunk in data.prompts.chunks(batch) {
         let prompts: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -325,7 +325,7 @@ impl RunState {
 
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone)]
-pub struct TrainSummary {
+pub struct TeacherSummary {
     pub steps: u64,
     pub best_prauc: Option<f64>,
     pub best_step: Option<u64>,
@@ -340,7 +340,7 @@ pub(crate) struct Setup {
 
 pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
     let cfg = args.effective_config()?;
-    let device = parse_device(&cfg.model.device)?;
+    let device = cfg.model.device.open()?;
     let dtype = cfg.model.dtype.dtype();
     let revision = Some(cfg.model.revision.as_str()).filter(|r| *r != "main");
     let base = BaseModel::resolve(&cfg.model.base, revision, cfg.train.seed)?;
@@ -369,7 +369,7 @@ fn restore(run: &Path, model: &TeacherModel, opt: &mut AdamW, device: &Device) -
 const LOG: &str = "train_log.jsonl";
 
 /// Trains a teacher as `args` say; the library entry point behind `leader train-teacher`.
-pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
+pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
     let Setup { cfg, device, dtype, base } = setup(args)?;
     let inputs = args.inputs()?;
     let data = &inputs.data;
@@ -456,7 +456,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
                 "grad_norm": grad_norm}))?;
         }
         if state.step % t.eval_every == 0 || at_end {
-            let prauc = validate(&model, &valid, cfg.train.eval_batch)?;
+            let prauc = valid_prauc(&model, &valid, cfg.train.eval_batch)?;
             log.push(&serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}))?;
             bar.println(format!("step {}: valid PRAUC {prauc:.4}", state.step));
             if state.best().is_none_or(|b| prauc > b) {
@@ -491,5 +491,5 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TrainSummary> {
     if state.step == t.max_steps {
         run.finish()?;
     }
-    Ok(TrainSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
+    Ok(TeacherSummary { steps: state.step, best_prauc: state.best(), best_step: state.best_step })
 }

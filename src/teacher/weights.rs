@@ -2,7 +2,7 @@
 //! or, under `HF_HUB_OFFLINE=1`, taken from the local cache), or `random:SHAPE`, LLaMA-shaped random
 //! weights made on the device (GPU benchmarks of the 7B shape without a 13 GB folder).
 
-use super::config::{LlamaConfig, ModelShape};
+use super::llama_config::{LlamaConfig, ModelShape};
 use super::tokenizer::PromptTokenizer;
 use crate::nn::rng::{fnv1a, TensorRng};
 use anyhow::{bail, Context, Result};
