@@ -17,6 +17,7 @@ pub mod model;
 pub mod peft;
 pub mod predict;
 pub mod run;
+pub mod steps;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

@@ -10,15 +10,15 @@ use super::grads::loss_and_grads;
 use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
 use super::peft::{self, TeacherMeta};
-use super::run::{last_dir, BEST, LAST};
+use super::run::{BEST, LAST};
+use super::steps::{self, Checkpoints, RunState, Schedule, Trainee, Validation};
 use super::weights::BaseModel;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::mean_average_precision;
 use crate::io::output::{OutputKind, RunDir, RunInputs};
-use crate::io::{AtomicDir, TrainLog};
-use crate::nn::adamw::accumulate;
+use crate::io::TrainLog;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::device::{DeviceSpec, Precision};
 use crate::nn::rng::TensorRng;
@@ -27,9 +27,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/teacher.toml");
 
@@ -293,36 +291,6 @@ impl Order {
     }
 }
 
-/// Mean per-record average precision (the evaluation's PRAUC) of the model on `data`.
-fn valid_prauc(model: &TeacherModel, data: &Examples, batch: usize) -> Result<f64> {
-    let mut probs = Vec::with_capacity(data.prompts.len());
-    for chunk in data.prompts.chunks(batch) {
-        let prompts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        probs.extend(model.probabilities(&prompts)?);
-    }
-    Ok(mean_average_precision(data.labels.iter().map(Vec::as_slice).zip(probs.iter().map(Vec::as_slice))))
-}
-
-/// Progress of a run, saved with every checkpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct RunState {
-    step: u64,
-    /// For reading; `best_prauc_bits` is what a resumed run compares against.
-    best_prauc: Option<f64>,
-    /// The exact bits of `best_prauc`: serde_json's float parsing may be off by one ulp, which would
-    /// let a resumed run pick a different best checkpoint on a tie.
-    best_prauc_bits: Option<u64>,
-    best_step: Option<u64>,
-    /// Losses (as bits) of the steps since the last log line, so a resumed run logs the same means.
-    loss_window_bits: Vec<u64>,
-}
-
-impl RunState {
-    fn best(&self) -> Option<f64> {
-        self.best_prauc_bits.map(f64::from_bits)
-    }
-}
-
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone)]
 pub struct TeacherSummary {
@@ -347,26 +315,71 @@ pub(crate) fn setup(args: &TrainTeacherArgs) -> Result<Setup> {
     Ok(Setup { cfg, device, dtype, base })
 }
 
-/// The run's state and log at its last checkpoint (fresh when it has none yet).
-fn restore(run: &Path, model: &TeacherModel, opt: &mut AdamW, device: &Device) -> Result<(RunState, TrainLog)> {
-    let last = last_dir(run);
-    let log_path = run.join(LOG);
-    if !last.join("state.json").is_file() {
-        crate::progress::say(format!("train-teacher: {} has no checkpoint yet; starting at step 0", run.display()));
-        return Ok((RunState::default(), TrainLog::new(&log_path)));
-    }
-    peft::load_into(&last, model)?;
-    let opt_path = last.join("optimizer.safetensors");
-    opt.load_state(
-        &candle_core::safetensors::load(&opt_path, device).with_context(|| opt_path.display().to_string())?,
-    )?;
-    let state: RunState = crate::io::read_json(&last.join("state.json"))?;
-    let log = TrainLog::resume(&log_path, |_, e| e["step"].as_u64().is_some_and(|s| s <= state.step))?;
-    crate::progress::say(format!("train-teacher: resuming {} at step {}", run.display(), state.step));
-    Ok((state, log))
+/// The teacher as the step loop sees it: the model, its data and what every checkpoint records.
+struct TeacherTrainee<'a> {
+    model: TeacherModel,
+    train: Examples,
+    valid: Examples,
+    order: Order,
+    cfg: &'a TeacherConfig,
+    vocab: Vocab,
+    /// Only the step and the validation PRAUC change between checkpoints.
+    meta: TeacherMeta,
 }
 
-const LOG: &str = "train_log.jsonl";
+impl TeacherTrainee<'_> {
+    /// Mean per-record average precision (the evaluation's PRAUC) of the model on the valid split.
+    fn valid_prauc(&self) -> Result<f64> {
+        let mut probs = Vec::with_capacity(self.valid.prompts.len());
+        for chunk in self.valid.prompts.chunks(self.cfg.train.eval_batch) {
+            let prompts: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            probs.extend(self.model.probabilities(&prompts)?);
+        }
+        let labels = self.valid.labels.iter().map(Vec::as_slice);
+        Ok(mean_average_precision(labels.zip(probs.iter().map(Vec::as_slice))))
+    }
+
+    fn save(&self, dir: &Path, step: u64, valid_prauc: Option<f64>) -> Result<()> {
+        peft::save(
+            dir,
+            &self.model,
+            &self.cfg.lora,
+            &self.vocab,
+            &TeacherMeta { step, valid_prauc, ..self.meta.clone() },
+        )
+    }
+}
+
+impl Trainee for TeacherTrainee<'_> {
+    fn micro_batch(&mut self, step: u64, micro: usize, scale: f64) -> Result<(Tensor, GradStore, usize)> {
+        let t = &self.cfg.train;
+        let rows = self.order.rows((step * t.grad_accum as u64 + micro as u64) * t.micro_batch as u64, t.micro_batch);
+        let prompts: Vec<&str> = rows.iter().map(|&r| self.train.prompts[r].as_str()).collect();
+        let batch = self.model.batch(&prompts)?;
+        let labels = self.train.multi_hot(&rows, self.model.num_medications(), self.model.llama.device())?;
+        let pass = Pass::train(Some(DropoutKey { seed: t.seed, step, micro: micro as u64 }));
+        let (loss, grads) = loss_and_grads(&self.model, &batch, &labels, pass, scale, t.checkpoint_layers)?;
+        Ok((loss, grads, batch.real_tokens()))
+    }
+
+    fn validate(&self) -> Result<Validation> {
+        let prauc = self.valid_prauc()?;
+        let fields = serde_json::json!({"valid_prauc": prauc}).as_object().cloned().unwrap_or_default();
+        Ok(Validation { fields, score: prauc, shown: format!("valid PRAUC {prauc:.4}") })
+    }
+
+    fn save_best(&self, dir: &Path, step: u64, score: f64) -> Result<()> {
+        self.save(dir, step, Some(score))
+    }
+
+    fn save_last(&self, dir: &Path, step: u64, best: Option<f64>) -> Result<()> {
+        self.save(dir, step, best)
+    }
+
+    fn load_last(&self, dir: &Path) -> Result<()> {
+        peft::load_into(dir, &self.model)
+    }
+}
 
 /// Trains a teacher as `args` say; the library entry point behind `leader train-teacher`.
 pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
@@ -389,16 +402,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
     let adam = AdamWConfig { lr: t.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: t.weight_decay };
     let mut opt = AdamW::new(vars.clone(), adam)?;
     let mut run = args.open_run(&inputs)?;
-    let out = run.path().to_path_buf();
-    let log_path = run.entry(LOG)?;
-    let (mut state, mut log) = match args.resume {
-        Some(_) => restore(&out, &model, &mut opt, &device)?,
-        None => (RunState::default(), TrainLog::new(&log_path)),
-    };
-    crate::config::save(&cfg, &run.entry("config.toml")?)?;
-    let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
-    // What every checkpoint records; only the step and its validation PRAUC change.
-    let trained_on = TeacherMeta {
+    let meta = TeacherMeta {
         base_model: cfg.model.base.clone(),
         revision: Some(cfg.model.revision.clone()).filter(|r| r != "main"),
         base_seed: t.seed,
@@ -410,84 +414,28 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
         step: 0,
         valid_prauc: None,
     };
-    let meta = |step: u64, valid_prauc: Option<f64>| TeacherMeta { step, valid_prauc, ..trained_on.clone() };
-    let mut order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
-    let bar = crate::progress::bar(t.max_steps, "train-teacher");
-    bar.set_position(state.step);
-    let (started, mut tokens_seen, mut steps_this_run) = (Instant::now(), 0usize, 0u64);
-    while state.step < t.max_steps {
-        let step = state.step;
-        opt.set_lr(t.lr * (1.0 - step as f64 / t.max_steps as f64));
-        let mut grads = GradStore::default();
-        let mut losses = Vec::with_capacity(t.grad_accum);
-        for micro in 0..t.grad_accum {
-            let rows = order.rows((step * t.grad_accum as u64 + micro as u64) * t.micro_batch as u64, t.micro_batch);
-            let prompts: Vec<&str> = rows.iter().map(|&r| train.prompts[r].as_str()).collect();
-            let batch = model.batch(&prompts)?;
-            tokens_seen += batch.real_tokens();
-            let key = DropoutKey { seed: t.seed, step, micro: micro as u64 };
-            let labels = train.multi_hot(&rows, m, &device)?;
-            let scale = 1.0 / t.grad_accum as f64;
-            let (l, g) = loss_and_grads(&model, &batch, &labels, Pass::train(Some(key)), scale, t.checkpoint_layers)?;
-            accumulate(&mut grads, &g, &vars)?;
-            losses.push((l * scale)?);
-        }
-        let loss = Tensor::stack(&losses, 0)?.sum_all()?.to_scalar::<f64>()?;
-        ensure!(
-            loss.is_finite(),
-            "step {}: the loss is {loss}; stopping. The last good checkpoint is kept in {}",
-            step + 1,
-            last.display()
-        );
-        let grad_norm = opt.clip_grad_norm(&mut grads, t.clip_grad_norm)?;
-        opt.step(&grads)?;
-        state.step += 1;
-        steps_this_run += 1;
-        state.loss_window_bits.push(loss.to_bits());
-        // Speed goes to the progress line only: the log holds what a resumed run reproduces exactly.
-        let tok_s = tokens_seen as f64 / started.elapsed().as_secs_f64();
-        bar.set_message(format!("loss {loss:.4} {tok_s:.0} tok/s"));
-        bar.inc(1);
-        let at_end = state.step == t.max_steps;
-        if state.step % t.log_every == 0 || at_end {
-            let window = std::mem::take(&mut state.loss_window_bits);
-            let mean = window.iter().map(|&b| f64::from_bits(b)).sum::<f64>() / window.len() as f64;
-            log.push(&serde_json::json!({"step": state.step, "kind": "train", "loss": mean, "lr": opt.config.lr,
-                "grad_norm": grad_norm}))?;
-        }
-        if state.step % t.eval_every == 0 || at_end {
-            let prauc = valid_prauc(&model, &valid, cfg.train.eval_batch)?;
-            log.push(&serde_json::json!({"step": state.step, "kind": "valid", "valid_prauc": prauc}))?;
-            bar.println(format!("step {}: valid PRAUC {prauc:.4}", state.step));
-            if state.best().is_none_or(|b| prauc > b) {
-                state.best_prauc = Some(prauc);
-                state.best_prauc_bits = Some(prauc.to_bits());
-                state.best_step = Some(state.step);
-                let dir = AtomicDir::create(&best)?;
-                peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, Some(prauc)))?;
-                dir.commit()?;
-            }
-        }
-        let stopping = args.stop_after_steps.is_some_and(|n| steps_this_run >= n);
-        if state.step % t.checkpoint_every == 0 || at_end || stopping {
-            let dir = AtomicDir::create(&last)?;
-            peft::save(dir.path(), &model, &cfg.lora, &vocab, &meta(state.step, state.best()))?;
-            let opt_state = opt
-                .state()?
-                .into_iter()
-                .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
-                .collect::<Result<HashMap<_, _>>>()?;
-            crate::io::write_safetensors(&dir.path().join("optimizer.safetensors"), &opt_state)?;
-            crate::io::write_json(&dir.path().join("state.json"), &state)?;
-            // The log first: a crash before the checkpoint's rename leaves entries that resume drops.
-            log.save()?;
-            dir.commit()?;
-        }
-        if stopping {
-            break;
-        }
-    }
-    bar.finish_and_clear();
+    let order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
+    let mut trainee = TeacherTrainee { model, train, valid, order, cfg: &cfg, vocab, meta };
+    let out = run.path().to_path_buf();
+    let log_path = run.entry(steps::LOG)?;
+    let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
+    let (mut state, mut log) = match args.resume {
+        Some(_) => steps::restore(&out, &last, &trainee, &mut opt, &device, "train-teacher")?,
+        None => (RunState::default(), TrainLog::new(&log_path)),
+    };
+    crate::config::save(&cfg, &run.entry("config.toml")?)?;
+    let schedule = Schedule {
+        lr: t.lr,
+        max_steps: t.max_steps,
+        grad_accum: t.grad_accum,
+        clip_grad_norm: t.clip_grad_norm,
+        log_every: t.log_every,
+        eval_every: t.eval_every,
+        checkpoint_every: t.checkpoint_every,
+        stop_after_steps: args.stop_after_steps,
+    };
+    let checkpoints = Checkpoints { best: &best, last: &last };
+    steps::run_steps(&schedule, &mut trainee, &mut opt, &vars, (&mut state, &mut log), checkpoints, "train-teacher")?;
     if state.step == t.max_steps {
         run.finish()?;
     }
