@@ -27,6 +27,8 @@ enum Command {
     Preprocess(data::preprocess::PreprocessArgs),
     /// Write a random LLaMA in Hugging Face layout with a trained tokenizer.
     InitModel(teacher::init_model::InitModelArgs),
+    /// Causal-LM pretraining of a LLaMA base on a text corpus (writes a Hugging Face model folder).
+    Pretrain(teacher::pretrain::PretrainArgs),
     /// Fine-tune the teacher (LLaMA + LoRA + classification head).
     TrainTeacher(teacher::train::TrainTeacherArgs),
     /// Export the teacher's pooled hidden states (the student's teacher cache).
@@ -69,6 +71,7 @@ fn dispatch(command: &Command) -> Result<()> {
         Command::Synth(a) => data::synth::run(a),
         Command::Preprocess(a) => data::preprocess::run(a),
         Command::InitModel(a) => teacher::init_model::run(a),
+        Command::Pretrain(a) => teacher::pretrain::run(a),
         Command::TrainTeacher(a) => teacher::run_train_teacher(a),
         Command::ExportHidden(a) => teacher::export::run(a),
         Command::TrainStudent(a) => student::train::run_train_student(a),

@@ -24,6 +24,7 @@ use std::path::Path;
 
 mod checkpoints {
     pub mod dialects;
+    pub mod pretrain;
 }
 
 const CONDITIONS: [&str; 8] = ["asthma", "gout", "migraine", "psoriasis", "anemia", "epilepsy", "glaucoma", "insomnia"];

@@ -25,6 +25,7 @@ pub enum OutputKind {
     Synth,
     Preprocess,
     InitModel,
+    Pretrain,
     TrainTeacher,
     TrainStudent,
     Distill,
@@ -44,7 +45,7 @@ impl OutputKind {
 
     /// Whether a run of this kind can be continued with `--resume`.
     fn resumable(self) -> bool {
-        matches!(self, Self::TrainTeacher | Self::TrainStudent | Self::Distill)
+        matches!(self, Self::Pretrain | Self::TrainTeacher | Self::TrainStudent | Self::Distill)
     }
 }
 

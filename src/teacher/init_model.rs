@@ -14,7 +14,7 @@ use anyhow::{anyhow, Result};
 use candle_core::Device;
 use candle_nn::VarBuilder;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct InitModelArgs {
@@ -56,21 +56,15 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
     let weights = RandomWeights::new(args.seed);
     let vb = VarBuilder::from_backend(Box::new(weights.clone()), dtype, Device::Cpu);
     Llama::new(vb.pp("model"), None, &cfg)?;
-    write_config(&dir.path().join("config.json"), &cfg)?;
+    if !cfg.tie_word_embeddings {
+        // A whole `LlamaForCausalLM`: `pretrain` and transformers read the LM head.
+        vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")?;
+    }
+    cfg.write_hf(&dir.path().join("config.json"))?;
     crate::io::write_safetensors(&dir.path().join("model.safetensors"), &weights.tensors())?;
     tokenizer.save(dir.path().join("tokenizer.json"), false).map_err(|e| anyhow!("writing tokenizer.json: {e}"))?;
     dir.commit()?;
     Ok(cfg)
-}
-
-/// `config.json` as `transformers` expects it: our fields plus the architecture markers.
-fn write_config(path: &Path, cfg: &LlamaConfig) -> Result<()> {
-    let mut json = serde_json::to_value(cfg)?;
-    let obj = json.as_object_mut().expect("config serialises to an object");
-    obj.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
-    obj.insert("model_type".into(), "llama".into());
-    obj.insert("hidden_act".into(), "silu".into());
-    crate::io::write_json(path, &json)
 }
 
 pub fn run(args: &InitModelArgs) -> Result<()> {

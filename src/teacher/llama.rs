@@ -7,7 +7,7 @@
 
 use super::llama_config::LlamaConfig;
 use super::lora::{LinearShape, LoraConfig, LoraLinear, Pass, TARGET_MODULES};
-use crate::nn::ops::frozen::{frozen_rms_norm, frozen_rope, masked_softmax};
+use crate::nn::ops::frozen::{frozen_rope, masked_softmax, rms_norm};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -136,8 +136,8 @@ pub struct Layer {
 
 impl Layer {
     pub fn forward(&self, x: &Tensor, batch: &Batch, pass: Pass) -> Result<Tensor> {
-        let h = (x + self.attn.forward(&frozen_rms_norm(x, &self.input_norm, self.eps)?, batch, pass)?)?;
-        &h + self.mlp.forward(&frozen_rms_norm(&h, &self.post_norm, self.eps)?, batch, pass)?
+        let h = (x + self.attn.forward(&rms_norm(x, &pass.weight(&self.input_norm), self.eps)?, batch, pass)?)?;
+        &h + self.mlp.forward(&rms_norm(&h, &pass.weight(&self.post_norm), self.eps)?, batch, pass)?
     }
 }
 
@@ -214,7 +214,45 @@ impl Llama {
         let (b, t) = batch.dims();
         let idx: Vec<u32> = batch.lengths.iter().enumerate().map(|(row, len)| (row * t + len - 1) as u32).collect();
         let rows = h.reshape((b * t, ()))?.index_select(&Tensor::new(idx, h.device())?, 0)?;
-        frozen_rms_norm(&rows, &self.norm, self.cfg.rms_norm_eps)
+        self.final_norm(&rows, Pass::frozen())
+    }
+
+    /// The final RMSNorm of hidden states [.., H].
+    pub fn final_norm(&self, h: &Tensor, pass: Pass) -> Result<Tensor> {
+        rms_norm(h, &pass.weight(&self.norm), self.cfg.rms_norm_eps)
+    }
+
+    /// The token embedding table [V, H] (the LM head of a tied checkpoint).
+    pub fn embedding_table(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// The decoder's weights under Hugging Face `LlamaModel` names, LoRA adapters merged in.
+    pub fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("embed_tokens.weight".to_string(), self.embed.detach())];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("layers.{l}");
+            out.push((format!("{p}.input_layernorm.weight"), layer.input_norm.detach()));
+            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_norm.detach()));
+            let (a, m) = (&layer.attn, &layer.mlp);
+            let projections = [
+                ("self_attn.q_proj", &a.q),
+                ("self_attn.k_proj", &a.k),
+                ("self_attn.v_proj", &a.v),
+                ("self_attn.o_proj", &a.o),
+                ("mlp.gate_proj", &m.gate),
+                ("mlp.up_proj", &m.up),
+                ("mlp.down_proj", &m.down),
+            ];
+            for (name, proj) in projections {
+                out.push((format!("{p}.{name}.weight"), proj.merged_weight()?));
+                if let Some(b) = proj.bias() {
+                    out.push((format!("{p}.{name}.bias"), b.detach()));
+                }
+            }
+        }
+        out.push(("norm.weight".to_string(), self.norm.detach()));
+        Ok(out)
     }
 
     /// Every layer's output before the final norm, [B, T, H].

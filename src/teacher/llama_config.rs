@@ -332,6 +332,16 @@ impl LlamaConfig {
         crate::io::read_json(path)
     }
 
+    /// Writes `config.json` as transformers expects it: our fields plus the architecture markers.
+    pub fn write_hf(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_value(self)?;
+        let obj = json.as_object_mut().expect("config serialises to an object");
+        obj.insert("architectures".into(), serde_json::json!(["LlamaForCausalLM"]));
+        obj.insert("model_type".into(), "llama".into());
+        obj.insert("hidden_act".into(), "silu".into());
+        crate::io::write_json(path, &json)
+    }
+
     fn validate(&self) -> Result<()> {
         let (h, kv) = (self.num_attention_heads, self.num_key_value_heads);
         if h == 0 || kv == 0 || !h.is_multiple_of(kv) {

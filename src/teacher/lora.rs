@@ -50,6 +50,16 @@ impl Pass {
     pub fn train(dropout: Option<DropoutKey>) -> Self {
         Self { dropout, detach: false }
     }
+
+    /// A weight as this pass computes with it: detached when the pass records nothing (so a base
+    /// weight trained in full fine-tuning takes the frozen ops' path there too).
+    pub fn weight(&self, w: &Tensor) -> Tensor {
+        if self.detach {
+            w.detach()
+        } else {
+            w.clone()
+        }
+    }
 }
 
 /// Inverted-dropout mask drawn from `(key, module id)`. CPU masks come from the seeded
@@ -114,18 +124,32 @@ impl LoraLinear {
         Ok(Self { weight, bias, adapter, id })
     }
 
-    /// The frozen base weight [out, in].
-    #[cfg(test)]
-    pub(crate) fn weight(&self) -> &Tensor {
+    /// The base weight [out, in].
+    pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The stored bias [out], if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The weight with the adapter folded in, `W + (α/r)·B·A` [out, in], in the weight's dtype.
+    pub fn merged_weight(&self) -> Result<Tensor> {
+        let w = self.weight.detach();
+        let Some(ad) = &self.adapter else { return Ok(w) };
+        let dtype = w.dtype();
+        let delta = (ad.b.detach().matmul(&ad.a.detach())? * ad.scale)?;
+        (w.to_dtype(delta.dtype())? + delta)?.to_dtype(dtype)
     }
 
     /// `x` is [N, in] (callers flatten batch and time).
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        // The frozen base gets no gradient (candle's matmul would compute one).
-        let mut y = crate::nn::ops::frozen::frozen_linear(x, &self.weight)?;
+        // A frozen base weight gets no gradient (candle's matmul would compute one); a trainable one
+        // (full fine-tuning) does.
+        let mut y = crate::nn::ops::frozen::linear(x, &pass.weight(&self.weight))?;
         if let Some(bias) = &self.bias {
-            y = crate::nn::ops::frozen::frozen_bias(&y, bias)?;
+            y = crate::nn::ops::frozen::add_bias(&y, &pass.weight(bias))?;
         }
         let Some(ad) = &self.adapter else { return Ok(y) };
         let (a, b) = if pass.detach { (ad.a.detach(), ad.b.detach()) } else { (ad.a.clone(), ad.b.clone()) };

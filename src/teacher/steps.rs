@@ -8,7 +8,8 @@
 //! the uninterrupted run would have.
 
 use crate::io::{AtomicDir, TrainLog};
-use crate::nn::adamw::{accumulate, AdamW};
+use crate::nn::adamw::{accumulate, AdamW, AdamWConfig};
+use crate::nn::rng::TensorRng;
 use anyhow::{ensure, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
@@ -17,10 +18,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// When things happen in a run, from the command's `[train]` section.
+/// How a run optimises and when things happen, from the command's `[train]` section.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub lr: f64,
+    pub weight_decay: f64,
+    pub micro_batch: usize,
     pub max_steps: u64,
     pub grad_accum: usize,
     pub clip_grad_norm: f64,
@@ -29,6 +32,42 @@ pub struct Schedule {
     pub checkpoint_every: u64,
     /// Stop (after a checkpoint) once this many steps were taken in this invocation.
     pub stop_after_steps: Option<u64>,
+}
+
+impl Schedule {
+    /// Refuses values no run can use, naming the `[train]` key.
+    pub fn check(&self) -> Result<()> {
+        ensure!(
+            self.micro_batch > 0 && self.grad_accum > 0 && self.max_steps > 0,
+            "train.micro_batch, train.grad_accum and train.max_steps must be positive"
+        );
+        ensure!(
+            self.eval_every > 0 && self.checkpoint_every > 0 && self.log_every > 0,
+            "train.eval_every, train.checkpoint_every and train.log_every must be positive"
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "train.lr = {}: the learning rate must be a positive number",
+            self.lr
+        );
+        ensure!(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "train.weight_decay = {}: must be 0 or more",
+            self.weight_decay
+        );
+        ensure!(
+            self.clip_grad_norm.is_finite() && self.clip_grad_norm > 0.0,
+            "train.clip_grad_norm = {}: must be positive",
+            self.clip_grad_norm
+        );
+        Ok(())
+    }
+
+    /// AdamW (β = 0.9, 0.999, ε = 1e-8) over `vars` at the peak learning rate.
+    pub fn optimizer(&self, vars: Vec<(String, Var)>) -> Result<AdamW> {
+        let cfg = AdamWConfig { lr: self.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: self.weight_decay };
+        Ok(AdamW::new(vars, cfg)?)
+    }
 }
 
 /// One validation: the fields logged, the score best-checkpoint selection maximises, and its
@@ -211,4 +250,33 @@ fn save_last(trainee: &impl Trainee, opt: &AdamW, state: &RunState, log: &TrainL
     // The log first: a crash before the checkpoint's rename leaves entries that resume drops.
     log.save()?;
     dir.commit()
+}
+
+/// Sample positions → record indices: position p lies in epoch p / n, whose order is a seeded
+/// permutation, so any step's micro-batches can be recomputed from the step alone.
+pub struct Order {
+    n: usize,
+    seed: u64,
+    epoch: Option<(u64, Vec<usize>)>,
+}
+
+impl Order {
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self { n, seed, epoch: None }
+    }
+
+    /// The items at sample positions `start..start + count`.
+    pub fn rows(&mut self, start: u64, count: usize) -> Vec<usize> {
+        (start..start + count as u64)
+            .map(|p| {
+                let epoch = p / self.n as u64;
+                if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    let mut perm: Vec<usize> = (0..self.n).collect();
+                    TensorRng::derive(self.seed, &[0x5eed, epoch]).shuffle(&mut perm);
+                    self.epoch = Some((epoch, perm));
+                }
+                self.epoch.as_ref().expect("set above").1[(p % self.n as u64) as usize]
+            })
+            .collect()
+    }
 }

@@ -68,6 +68,15 @@ impl PromptTokenizer {
         Ok(out)
     }
 
+    /// Token ids of a whole document, then EOS (the form of a prompt, untruncated: pretraining
+    /// cuts documents into windows itself).
+    pub fn encode_document(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| anyhow!("tokenising a document: {e}"))?;
+        let mut out = enc.get_ids().to_vec();
+        out.push(self.eos_id);
+        Ok(out)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }

@@ -11,7 +11,7 @@ use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::model::TeacherModel;
 use super::peft::{self, TeacherMeta};
 use super::run::{BEST, LAST};
-use super::steps::{self, Checkpoints, RunState, Schedule, Trainee, Validation};
+use super::steps::{self, Checkpoints, Order, RunState, Schedule, Trainee, Validation};
 use super::weights::BaseModel;
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
@@ -19,9 +19,7 @@ use crate::data::vocab::Vocab;
 use crate::eval::metrics::mean_average_precision;
 use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::TrainLog;
-use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::device::{DeviceSpec, Precision};
-use crate::nn::rng::TensorRng;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
@@ -64,6 +62,24 @@ pub struct TrainSection {
     pub log_every: u64,
     pub seed: u64,
     pub checkpoint_layers: bool,
+}
+
+impl TrainSection {
+    /// The step loop's schedule, stopping early after `stop_after_steps` when given.
+    pub fn schedule(&self, stop_after_steps: Option<u64>) -> Schedule {
+        Schedule {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            micro_batch: self.micro_batch,
+            max_steps: self.max_steps,
+            grad_accum: self.grad_accum,
+            clip_grad_norm: self.clip_grad_norm,
+            log_every: self.log_every,
+            eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every,
+            stop_after_steps,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -171,30 +187,12 @@ impl TrainTeacherArgs {
             Some(run) => crate::config::resume(run, &self.config, &flags, &["train.max_steps"])?,
             None => crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)?,
         };
-        let (m, t) = (&mut cfg.model, &cfg.train);
+        let m = &mut cfg.model;
         ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
         if Path::new(&m.base).is_dir() {
             m.base = std::fs::canonicalize(&m.base)?.to_string_lossy().into_owned();
         }
-        ensure!(
-            t.micro_batch > 0 && t.grad_accum > 0 && t.max_steps > 0,
-            "micro_batch, grad_accum and max_steps must be positive"
-        );
-        ensure!(
-            t.eval_every > 0 && t.checkpoint_every > 0 && t.log_every > 0,
-            "eval_every, checkpoint_every and log_every must be positive"
-        );
-        ensure!(t.lr.is_finite() && t.lr > 0.0, "train.lr = {}: the learning rate must be a positive number", t.lr);
-        ensure!(
-            t.weight_decay.is_finite() && t.weight_decay >= 0.0,
-            "train.weight_decay = {}: must be 0 or more",
-            t.weight_decay
-        );
-        ensure!(
-            t.clip_grad_norm.is_finite() && t.clip_grad_norm > 0.0,
-            "train.clip_grad_norm = {}: must be positive",
-            t.clip_grad_norm
-        );
+        cfg.train.schedule(None).check()?;
         Ok(cfg)
     }
 
@@ -264,30 +262,6 @@ impl Examples {
             }
         }
         Ok(Tensor::from_vec(y, (rows.len(), m), device)?)
-    }
-}
-
-/// Sample positions → record indices: position p lies in epoch p / n, whose order is a seeded
-/// permutation, so any step's micro-batches can be recomputed from the step alone.
-struct Order {
-    n: usize,
-    seed: u64,
-    epoch: Option<(u64, Vec<usize>)>,
-}
-
-impl Order {
-    fn rows(&mut self, start: u64, count: usize) -> Vec<usize> {
-        (start..start + count as u64)
-            .map(|p| {
-                let epoch = p / self.n as u64;
-                if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                    let mut perm: Vec<usize> = (0..self.n).collect();
-                    TensorRng::derive(self.seed, &[0x5eed, epoch]).shuffle(&mut perm);
-                    self.epoch = Some((epoch, perm));
-                }
-                self.epoch.as_ref().expect("set above").1[(p % self.n as u64) as usize]
-            })
-            .collect()
     }
 }
 
@@ -399,8 +373,8 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
     let m = vocab.num_medications();
     let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, cfg.model.max_tokens)?;
     let vars = model.trainable();
-    let adam = AdamWConfig { lr: t.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: t.weight_decay };
-    let mut opt = AdamW::new(vars.clone(), adam)?;
+    let schedule = t.schedule(args.stop_after_steps);
+    let mut opt = schedule.optimizer(vars.clone())?;
     let mut run = args.open_run(&inputs)?;
     let meta = TeacherMeta {
         base_model: cfg.model.base.clone(),
@@ -414,7 +388,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
         step: 0,
         valid_prauc: None,
     };
-    let order = Order { n: train.prompts.len(), seed: t.seed, epoch: None };
+    let order = Order::new(train.prompts.len(), t.seed);
     let mut trainee = TeacherTrainee { model, train, valid, order, cfg: &cfg, vocab, meta };
     let out = run.path().to_path_buf();
     let log_path = run.entry(steps::LOG)?;
@@ -424,16 +398,6 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
         None => (RunState::default(), TrainLog::new(&log_path)),
     };
     crate::config::save(&cfg, &run.entry("config.toml")?)?;
-    let schedule = Schedule {
-        lr: t.lr,
-        max_steps: t.max_steps,
-        grad_accum: t.grad_accum,
-        clip_grad_norm: t.clip_grad_norm,
-        log_every: t.log_every,
-        eval_every: t.eval_every,
-        checkpoint_every: t.checkpoint_every,
-        stop_after_steps: args.stop_after_steps,
-    };
     let checkpoints = Checkpoints { best: &best, last: &last };
     steps::run_steps(&schedule, &mut trainee, &mut opt, &vars, (&mut state, &mut log), checkpoints, "train-teacher")?;
     if state.step == t.max_steps {

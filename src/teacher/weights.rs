@@ -5,9 +5,9 @@
 use super::llama_config::{LlamaConfig, ModelShape};
 use super::tokenizer::PromptTokenizer;
 use crate::nn::rng::{fnv1a, TensorRng};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device, Shape, Tensor};
+use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use std::collections::HashMap;
@@ -86,25 +86,114 @@ impl BaseModel {
         PromptTokenizer::new(self.tokenizer.clone(), &self.config, max_tokens)
     }
 
-    /// A VarBuilder rooted at the decoder (`embed_tokens`, `layers.*`, `norm`), mmapped and frozen.
-    /// Accepts `LlamaForCausalLM` checkpoints (`model.` prefix) and bare `LlamaModel` ones.
-    pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    /// The weights' backend, and whether the decoder's names carry the `model.` prefix
+    /// (`LlamaForCausalLM` checkpoints) or not (bare `LlamaModel` ones; `random:` weights).
+    fn backend(&self) -> Result<(Box<dyn SimpleBackend>, bool)> {
         if let Some(seed) = self.random_seed {
-            let backend = RandomWeights::new(seed);
-            return Ok(VarBuilder::from_backend(Box::new(backend), dtype, device.clone()));
+            return Ok((Box::new(RandomWeights::new(seed)), false));
         }
         let backend = CheckedSafetensors::open(&self.weight_files)?;
-        let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
-        if vb.contains_tensor("model.embed_tokens.weight") {
-            Ok(vb.pp("model"))
-        } else if vb.contains_tensor("embed_tokens.weight") {
-            Ok(vb)
+        if backend.contains_tensor("model.embed_tokens.weight") {
+            Ok((Box::new(backend), true))
+        } else if backend.contains_tensor("embed_tokens.weight") {
+            Ok((Box::new(backend), false))
         } else {
             bail!(
                 "{:?}: no model.embed_tokens.weight or embed_tokens.weight: not a LLaMA checkpoint",
                 self.weight_files
             )
         }
+    }
+
+    /// A VarBuilder rooted at the decoder (`embed_tokens`, `layers.*`, `norm`), mmapped and frozen.
+    pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+        Ok(self.builders(dtype, device, None)?.decoder)
+    }
+
+    /// Builders at the decoder and at the checkpoint's root (where `lm_head.weight` lives); with
+    /// `trainable`, every tensor they hand out is a variable recorded there (full fine-tuning).
+    pub fn builders(
+        &self,
+        dtype: DType,
+        device: &Device,
+        trainable: Option<&TrainableWeights>,
+    ) -> Result<BaseBuilders> {
+        let (backend, prefixed) = self.backend()?;
+        let backend: Box<dyn SimpleBackend> = match trainable {
+            Some(t) => Box::new(t.wrapping(backend)),
+            None => backend,
+        };
+        let root = VarBuilder::from_backend(backend, dtype, device.clone());
+        let decoder = if prefixed { root.pp("model") } else { root.clone() };
+        Ok(BaseBuilders { decoder, root })
+    }
+
+    /// The LM head [V, H]: `lm_head.weight`, or `None` when the config ties it to the embeddings.
+    pub fn lm_head(&self, builders: &BaseBuilders) -> Result<Option<Tensor>> {
+        let c = &self.config;
+        if c.tie_word_embeddings {
+            return Ok(None);
+        }
+        ensure!(
+            builders.root.contains_tensor("lm_head.weight"),
+            "{:?}: config.json has tie_word_embeddings false but the weights have no lm_head.weight",
+            self.weight_files
+        );
+        Ok(Some(builders.root.get((c.vocab_size, c.hidden_size), "lm_head.weight")?))
+    }
+}
+
+/// See [`BaseModel::builders`].
+pub struct BaseBuilders {
+    pub decoder: VarBuilder<'static>,
+    pub root: VarBuilder<'static>,
+}
+
+/// Base weights made trainable (full fine-tuning): each tensor a model asks for is read from the
+/// base, held as a `Var` and recorded under its name in the checkpoint, for the optimiser and for
+/// saving. Clones share the record.
+#[derive(Clone, Default)]
+pub struct TrainableWeights {
+    vars: Arc<Mutex<HashMap<String, Var>>>,
+}
+
+impl TrainableWeights {
+    fn wrapping(&self, inner: Box<dyn SimpleBackend>) -> TrainableBackend {
+        TrainableBackend { inner, vars: self.clone() }
+    }
+
+    /// The variables, sorted by name.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let mut vars: Vec<(String, Var)> =
+            self.vars.lock().expect("weights lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+}
+
+struct TrainableBackend {
+    inner: Box<dyn SimpleBackend>,
+    vars: TrainableWeights,
+}
+
+impl SimpleBackend for TrainableBackend {
+    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        let mut vars = self.vars.vars.lock().expect("weights lock");
+        if let Some(var) = vars.get(name) {
+            // A tied LM head asks for the embedding table again: the same variable.
+            return Ok(var.as_tensor().clone());
+        }
+        let var = Var::from_tensor(&self.inner.get(shape, name, init, dtype, device)?)?;
+        vars.insert(name.to_string(), var.clone());
+        Ok(var.as_tensor().clone())
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        self.inner.get_unchecked(name, dtype, device)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.inner.contains_tensor(name)
     }
 }
 

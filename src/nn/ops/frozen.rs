@@ -60,6 +60,35 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// `x · wᵀ`, with `w`'s gradient too when `w` is a trainable variable (full fine-tuning), else
+/// [`frozen_linear`].
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if w.is_variable() {
+        x.matmul(&w.t()?)
+    } else {
+        frozen_linear(x, w)
+    }
+}
+
+/// `x + b`, with `b`'s gradient when it is a trainable variable, else [`frozen_bias`].
+pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if b.is_variable() {
+        x.broadcast_add(b)
+    } else {
+        frozen_bias(x, b)
+    }
+}
+
+/// RMSNorm, with `w`'s gradient when it is a trainable variable (candle's differentiable
+/// composition), else [`frozen_rms_norm`].
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if w.is_variable() {
+        candle_nn::ops::rms_norm_slow(x, w, eps as f32)
+    } else {
+        frozen_rms_norm(x, w, eps)
+    }
+}
+
 /// `x + b` for `x` [N, out] and a frozen bias `b` [out]; the gradient passes to `x` unchanged.
 pub fn frozen_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let value = x.detach().broadcast_add(b)?;
