@@ -92,6 +92,8 @@ const MIMIC4_LAYOUT: [(&str, &str); 7] = [
     ("d_icd_procedures", "icd_code,icd_version,long_title"),
 ];
 
+const KNOWLEDGE: [&str; 3] = ["knowledge/conditions.txt", "knowledge/drugs.txt", "knowledge/interactions.txt"];
+
 /// Every file under `dir`, relative, sorted.
 fn files(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
@@ -116,6 +118,8 @@ fn mimic3_files_and_headers_are_exactly_the_mimic_layout() {
     let mut expected: Vec<String> = MIMIC3_LAYOUT.iter().map(|(t, _)| format!("{t}.csv.gz")).collect();
     expected.extend(
         ["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml", leader::io::output::MARKER]
+            .into_iter()
+            .chain(KNOWLEDGE)
             .map(String::from),
     );
     expected.sort();
@@ -136,6 +140,8 @@ fn mimic4_files_and_headers_are_exactly_the_mimic_layout() {
     let mut expected: Vec<String> = MIMIC4_LAYOUT.iter().map(|(t, _)| format!("hosp/{t}.csv.gz")).collect();
     expected.extend(
         ["aux/atc_names.csv", "aux/ddi_pairs.csv", "aux/drug_map.csv", "config.toml", leader::io::output::MARKER]
+            .into_iter()
+            .chain(KNOWLEDGE)
             .map(String::from),
     );
     expected.sort();
@@ -232,6 +238,73 @@ fn dirty_rows_are_present() {
     assert!(adm4.values("marital_status").any(str::is_empty), "missing marital_status");
     let rx4 = Table::read(&out4.join("hosp/prescriptions.csv.gz"));
     assert!(rx4.values("ndc").any(str::is_empty) && rx4.values("ndc").any(|n| n == "0"));
+}
+
+/// The knowledge corpus states true things about the world the tables come from: every interacting
+/// pair of `aux/ddi_pairs.csv` (by its lower-case ATC-3 names), diagnoses by their D_ICD short titles
+/// (what MIMIC-III prompts show), and for each diagnosis drug classes that admissions coded with it
+/// receive far more often than admissions at large.
+#[test]
+fn the_knowledge_corpus_states_what_the_tables_show() {
+    let (_tmp, out) = cohort(Flavor::Mimic3, 1500, 4);
+    let text = |f: &str| std::fs::read_to_string(out.join("knowledge").join(f)).unwrap();
+    let names: HashMap<String, String> =
+        Table::read(&out.join("aux/atc_names.csv")).rows.iter().map(|r| (r[0].clone(), r[1].to_lowercase())).collect();
+    let interactions = text("interactions.txt");
+    let ddi = Table::read(&out.join("aux/ddi_pairs.csv"));
+    assert_eq!(interactions.split("\n\n").count(), ddi.rows.len());
+    for row in &ddi.rows {
+        let claim = format!("{} and {} interact", names[&row[0]], names[&row[1]]);
+        assert!(interactions.contains(&claim), "no paragraph says {claim:?}");
+    }
+
+    // Admissions → diagnosis titles and drug class names, from the tables alone.
+    let d_icd = Table::read(&out.join("D_ICD_DIAGNOSES.csv.gz"));
+    let titles: HashMap<&str, &str> = d_icd.values("ICD9_CODE").zip(d_icd.values("SHORT_TITLE")).collect();
+    let mut dx_of: HashMap<String, HashSet<String>> = HashMap::new();
+    let dx = Table::read(&out.join("DIAGNOSES_ICD.csv.gz"));
+    for (hadm, code) in dx.values("HADM_ID").zip(dx.values("ICD9_CODE")) {
+        if let Some(title) = titles.get(code) {
+            dx_of.entry(hadm.to_string()).or_default().insert(title.to_string());
+        }
+    }
+    let atc_of: HashMap<String, String> =
+        Table::read(&out.join("aux/drug_map.csv")).rows.iter().map(|r| (r[0].clone(), r[1][..4].to_string())).collect();
+    let mut classes_of: HashMap<String, HashSet<String>> = HashMap::new();
+    let rx = Table::read(&out.join("PRESCRIPTIONS.csv.gz"));
+    for (hadm, ndc) in rx.values("HADM_ID").zip(rx.values("NDC")) {
+        if let Some(atc3) = atc_of.get(ndc) {
+            classes_of.entry(hadm.to_string()).or_default().insert(names[atc3].clone());
+        }
+    }
+    let admissions = dx_of.len() as f64;
+    let share = |class: &str, with: &dyn Fn(&str) -> bool| {
+        let coded: Vec<&String> = dx_of.keys().filter(|h| with(h)).collect();
+        let given = coded.iter().filter(|h| classes_of.get(h.as_str()).is_some_and(|c| c.contains(class))).count();
+        (given as f64 / coded.len().max(1) as f64, coded.len())
+    };
+    let (mut lifts, mut checked) = (Vec::new(), 0);
+    for paragraph in text("conditions.txt").split("\n\n") {
+        let Some(rest) = paragraph.split(" A patient with diagnoses: ").nth(1) else { continue };
+        let (diagnosis, classes) = rest.split_once(". The patient should be prescribed: ").unwrap();
+        let classes = classes.trim_end_matches(['.', '\n']);
+        let (_, coded) = share("", &|h| dx_of[h].contains(diagnosis));
+        if coded < 30 || !paragraph.contains(" is a sign of ") {
+            continue; // too rare in this cohort to measure
+        }
+        checked += 1;
+        // Class names contain ", " themselves: find the known names that are whole items of the list.
+        let listed = format!(", {classes}, ");
+        for class in names.values().filter(|n| listed.contains(&format!(", {n}, "))) {
+            let (with, _) = share(class, &|h| dx_of[h].contains(diagnosis));
+            let (overall, _) = share(class, &|_| true);
+            lifts.push(with / overall.max(1.0 / admissions));
+        }
+    }
+    assert!(checked >= 10, "only {checked} diagnoses common enough to check");
+    lifts.sort_by(f64::total_cmp);
+    let median = lifts[lifts.len() / 2];
+    assert!(median > 1.5, "the drug classes the corpus names for a diagnosis are given {median:.2}x as often with it");
 }
 
 #[test]

@@ -14,6 +14,11 @@
 //!   2015), `anchor_age`/`anchor_year`, `race`.
 //! * `aux/drug_map.csv` (`ndc,atc`, ATC level 5), `aux/atc_names.csv` (`atc_code,atc_name`, all five
 //!   levels), `aux/ddi_pairs.csv` (`atc3_a,atc3_b`, sorted pairs of 4-character codes).
+//! * `knowledge/{conditions,drugs,interactions}.txt`: textbook-style text about this world — each
+//!   condition's diagnoses and procedures by the names the prompts use, the drug classes that treat
+//!   it (chronic or acute) with example substances, the ward drugs, the interacting class pairs —
+//!   and never a patient record: the literature a pretrained model would have read, for
+//!   `leader pretrain --corpus` (see `knowledge.rs`).
 //! * `config.toml`: the effective config.
 //!
 //! # Codes
@@ -82,6 +87,7 @@ mod aux_files;
 mod catalogue;
 mod csv;
 mod dates;
+mod knowledge;
 mod mimic3;
 mod mimic4;
 mod model;
@@ -246,6 +252,8 @@ pub struct CohortSummary {
     pub products: usize,
     pub mapped_products: u64,
     pub ddi_pairs: u64,
+    /// Paragraphs of `knowledge/*.txt`.
+    pub knowledge_paragraphs: usize,
 }
 
 /// A table writer: `(world, patients, file, gzip level) -> data rows`.
@@ -277,6 +285,7 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         summary.mapped_products,
         summary.ddi_pairs
     ));
+    progress::say(format!("  knowledge/: {} paragraphs for `leader pretrain --corpus`", summary.knowledge_paragraphs));
     Ok(())
 }
 
@@ -342,6 +351,7 @@ pub fn write_cohort(cfg: &SynthConfig, out: &Path, overwrite: bool) -> Result<Co
         (tables, aux)
     });
     let (tables, [mapped_products, _, ddi_pairs]) = (tables?, aux?);
+    let knowledge = knowledge::write_knowledge(&world, &root.join("knowledge"))?;
     crate::config::save(cfg, &root.join("config.toml"))?;
     dir.commit()?;
 
@@ -357,5 +367,6 @@ pub fn write_cohort(cfg: &SynthConfig, out: &Path, overwrite: bool) -> Result<Co
         products: world.products.len(),
         mapped_products,
         ddi_pairs,
+        knowledge_paragraphs: knowledge.iter().sum(),
     })
 }
