@@ -8,7 +8,7 @@ use leader::student::checkpoint::TrainedStudent;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    leader::runtime::configure();
+    leader::runtime::configure(leader::runtime::KernelThreads::One);
     let args: Vec<String> = std::env::args().collect();
     let run = args.get(1).context("usage: student_latency RUN RECORDS.jsonl [N]")?;
     let records_path = args.get(2).context("usage: student_latency RUN RECORDS.jsonl [N]")?;

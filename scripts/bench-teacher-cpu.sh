@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Teacher throughput on this machine's CPU: training steps/s and tokens/s (with and without activation
-# checkpointing) and the frozen forward pass that export-hidden and predict run, each as one JSON line,
-# with the peak RSS of the whole process. Builds the release binary first.
+# checkpointing), the frozen forward pass that export-hidden and predict run, each as one JSON line,
+# and `pretrain` tokens/s on synth's knowledge corpus, with the peak RSS of the whole process; every
+# figure with candle's kernels single-threaded (leader's default, see src/runtime.rs) and with
+# THREADS (default: all cores) threads. Builds the release binary first.
 #   scripts/bench-teacher-cpu.sh                 the tiny LLaMA (hidden 64, 2 layers); SEQ=128 BATCH=8 STEPS=20
 #   SHAPE=1b LAYERS=2 scripts/bench-teacher-cpu.sh
 #                                                the first LAYERS layers of the 1b (TinyLlama) shape, f32, from a
@@ -37,14 +39,29 @@ json.dump(cfg, open(path, "w"), indent=2)
 EOF
     fi
 fi
-run() {
-    local rss
+THREADS=${THREADS:-$(nproc)}
+# measure N COMMAND...: COMMAND with candle's kernels on N threads, then its peak RSS.
+measure() {
+    local threads=$1 rss
+    shift
     rss=$(mktemp)
-    /usr/bin/time -f "%M" -o "$rss" "$BIN" --quiet train-teacher --model "$MODEL" --dtype "$DTYPE" --grad-accum 1 \
-        --micro-batch "$BATCH" --bench-seq-len "$SEQ" --bench-steps "$STEPS" "$@"
-    echo "  peak RSS $(( $(cat "$rss") / 1024 )) MiB ($*)"
+    RAYON_NUM_THREADS=$threads CANDLE_NUM_THREADS=$threads /usr/bin/time -f "%M" -o "$rss" "$@"
+    echo "  peak RSS $(( $(cat "$rss") / 1024 )) MiB, $threads kernel thread(s)"
     rm -f "$rss"
 }
-run
-run --checkpoint-layers
-run --bench-forward-only
+for threads in 1 "$THREADS"; do
+    for mode in "" --checkpoint-layers --bench-forward-only; do
+        measure "$threads" "$BIN" --quiet train-teacher --model "$MODEL" --dtype "$DTYPE" --grad-accum 1 \
+            --micro-batch "$BATCH" --bench-seq-len "$SEQ" --bench-steps "$STEPS" $mode
+    done
+done
+# pretrain: full fine-tuning of the tiny shape, LoRA for the large ones, on synth's knowledge corpus.
+CORPUS=target/bench-teacher/synth
+[ -d "$CORPUS/knowledge" ] || "$BIN" --quiet synth --patients 20 --out "$CORPUS" --overwrite
+TRAINED=full; [ "$SHAPE" = tiny ] || TRAINED=lora
+for threads in 1 "$THREADS"; do
+    echo "pretrain ($TRAINED, rows of $SEQ tokens, $BATCH per step, $STEPS steps):"
+    measure "$threads" "$BIN" pretrain --model "$MODEL" --corpus "$CORPUS/knowledge" --trained "$TRAINED" \
+        --seq-len "$SEQ" --micro-batch "$BATCH" --max-steps "$STEPS" --set train.eval_every=100000 \
+        --out target/bench-teacher/pretrain-run --overwrite 2>&1 | grep -E "tokens/s|peak RSS"
+done

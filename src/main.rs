@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use leader::runtime::KernelThreads;
 use leader::{data, demo, eval, predict, progress, student, teacher};
 use std::process::ExitCode;
 
@@ -49,8 +50,8 @@ enum Command {
 /// (`error: reading m/model.safetensors: header declares ...`). A closed stdout (`leader eval | head`)
 /// is a normal end.
 fn main() -> ExitCode {
-    leader::runtime::configure();
     let cli = Cli::parse();
+    leader::runtime::configure(kernel_threads(&cli.command));
     progress::set_quiet(cli.quiet);
     match dispatch(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +60,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The teacher's stages are large matmuls that candle's own threads speed up; the student's run
+/// threads of their own (see `leader::runtime`).
+fn kernel_threads(command: &Command) -> KernelThreads {
+    match command {
+        Command::InitModel(_) | Command::Pretrain(_) | Command::TrainTeacher(_) | Command::ExportHidden(_) => {
+            KernelThreads::All
+        }
+        Command::Predict(a) if a.teacher.is_some() => KernelThreads::All,
+        _ => KernelThreads::One,
     }
 }
 

@@ -1,17 +1,30 @@
-//! Process-wide settings made first thing in `main`, before any other thread starts.
+//! Process-wide settings made in `main` once the command is parsed, before any other thread starts.
 
-/// Tunes the process for the student's many small tensors:
-/// - candle's kernels run single-threaded unless the user set `RAYON_NUM_THREADS` or
-///   `CANDLE_NUM_THREADS`: its matmul threads and spinning element-wise pool slowed 2-core training
-///   by more than half while our own shard threads ran (see `nn::parallel`);
+/// How many threads candle's CPU kernels get, per stage (unless the user set `RAYON_NUM_THREADS` or
+/// `CANDLE_NUM_THREADS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelThreads {
+    /// One: the student's stages run their own shard threads (see `nn::parallel`), and candle's matmul
+    /// threads and spinning element-wise pool beside them slowed 2-core training by more than half.
+    One,
+    /// candle's default (every core): the teacher's stages are few large matmuls with no threads of
+    /// our own. On 2 cores (`scripts/bench-teacher-cpu.sh`, tiny shape) LoRA steps ran 26% faster
+    /// (18.3k → 23.1k tokens/s) and the frozen forward pass 65% faster (46.7k → 77.0k tokens/s).
+    All,
+}
+
+/// Tunes the process:
+/// - candle's kernel threads as `threads` says, unless the user set them;
 /// - glibc's malloc keeps freed memory instead of returning every large tensor buffer to the kernel
 ///   (mmap/munmap and page faults per tensor were a fifth of the training time).
 ///
 /// Sets environment variables, so nothing else may run concurrently.
-pub fn configure() {
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
+pub fn configure(threads: KernelThreads) {
+    if threads == KernelThreads::One {
+        for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                std::env::set_var(var, "1");
+            }
         }
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

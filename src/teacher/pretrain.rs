@@ -393,6 +393,8 @@ pub struct PretrainSummary {
     pub steps: u64,
     pub best_heldout_loss: Option<f64>,
     pub best_step: Option<u64>,
+    /// Predicted tokens per second of this invocation's steps (validation and checkpoints included).
+    pub tokens_per_second: f64,
 }
 
 /// Pretrains as `args` say; the library entry point behind `leader pretrain`.
@@ -453,11 +455,17 @@ pub fn pretrain(args: &PretrainArgs) -> Result<PretrainSummary> {
     };
     crate::config::save(&cfg, &run.entry("config.toml")?)?;
     let checkpoints = Checkpoints { best: &best, last: &last };
-    steps::run_steps(&schedule, &mut trainee, &mut opt, &vars, (&mut state, &mut log), checkpoints, "pretrain")?;
+    let speed =
+        steps::run_steps(&schedule, &mut trainee, &mut opt, &vars, (&mut state, &mut log), checkpoints, "pretrain")?;
     if state.step == t.max_steps {
         run.finish()?;
     }
-    Ok(PretrainSummary { steps: state.step, best_heldout_loss: state.best().map(|s| -s), best_step: state.best_step })
+    Ok(PretrainSummary {
+        steps: state.step,
+        best_heldout_loss: state.best().map(|s| -s),
+        best_step: state.best_step,
+        tokens_per_second: speed.tokens_per_second(),
+    })
 }
 
 pub fn run(args: &PretrainArgs) -> Result<()> {
@@ -468,6 +476,6 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         }
         _ => "no evaluation yet".to_string(),
     };
-    crate::progress::say(format!("pretrain: {} steps, {best}", s.steps));
+    crate::progress::say(format!("pretrain: {} steps, {best}, {:.0} tokens/s", s.steps, s.tokens_per_second));
     Ok(())
 }

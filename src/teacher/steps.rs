@@ -150,6 +150,19 @@ pub struct Checkpoints<'a> {
     pub last: &'a Path,
 }
 
+/// What one invocation of [`run_steps`] did: real tokens trained on and seconds taken.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Throughput {
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+impl Throughput {
+    pub fn tokens_per_second(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+}
+
 /// Runs steps from `state.step` to the schedule's end (or its stop), checkpointing as it goes.
 pub fn run_steps(
     s: &Schedule,
@@ -159,7 +172,7 @@ pub fn run_steps(
     (state, log): (&mut RunState, &mut TrainLog),
     dirs: Checkpoints,
     label: &str,
-) -> Result<()> {
+) -> Result<Throughput> {
     let bar = crate::progress::bar(s.max_steps, label);
     bar.set_position(state.step);
     let (started, mut tokens_seen, mut steps_this_run) = (Instant::now(), 0usize, 0u64);
@@ -203,7 +216,7 @@ pub fn run_steps(
         }
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(Throughput { tokens: tokens_seen, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// One optimiser step at `step`: returns the loss, the gradient norm before clipping and the tokens.
