@@ -14,7 +14,9 @@ pub fn threads(requested: usize) -> usize {
 }
 
 /// `f` over `items` on up to `threads` threads (contiguous groups, the first on the calling thread);
-/// results in item order. The first error in item order is returned.
+/// results in item order. The first error in item order is returned. Scoped threads rather than
+/// rayon: a rayon pool of our own (the global one is candle's, pinned to one thread for the student)
+/// made train-student 5.6% slower and 15 MiB larger (3 epochs, 1,552 records, 2 cores).
 pub fn map<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> Result<R> + Sync) -> Result<Vec<R>> {
     let workers = threads.clamp(1, items.len().max(1));
     if workers == 1 {
