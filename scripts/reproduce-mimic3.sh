@@ -137,11 +137,19 @@ say "train-student (w/o KD)"
 student student-nokd train-student
 say "distill (KD + alignment)"
 student student-kd distill --teacher-cache "$CACHE"
+# The classic baselines, on the same records, split and vocabulary (configs/baseline-*.toml hold each
+# original value). Implemented so far: LR.
+say "train-baseline: LR"
+if [ -f "$OUT/baseline-lr/.leader-output.json" ]; then
+    run "$LEADER" train-baseline --resume "$OUT/baseline-lr"
+else
+    run "$LEADER" train-baseline --model lr --data "$DATA" --out "$OUT/baseline-lr"
+fi
 stop_after students
 
 # 5. predictions on the test split and their metrics.
 metrics=() labels=()
-for name in teacher student-nokd student-kd; do
+for name in teacher student-nokd student-kd baseline-lr; do
     flag=--model
     extra=()
     if [ "$name" = teacher ]; then flag=--teacher extra=(--device "$DEVICE"); fi
@@ -153,7 +161,7 @@ for name in teacher student-nokd student-kd; do
         --overwrite
     metrics+=("$OUT/eval/$name/metrics.json")
 done
-labels=("LEADER(T)" "LEADER(S) w/o KD" "LEADER(S)")
+labels=("LEADER(T)" "LEADER(S) w/o KD" "LEADER(S)" "LR")
 say "eval: frequency baseline"
 run "$LEADER" eval --data "$DATA" --split test --baseline frequency --out "$OUT/eval/baseline-frequency" --overwrite
 metrics+=("$OUT/eval/baseline-frequency/metrics.json")

@@ -38,7 +38,9 @@ enum Command {
     TrainStudent(student::train::TrainStudentArgs),
     /// Train the student with knowledge distillation from the teacher.
     Distill(student::train::DistillArgs),
-    /// Score records with a trained student or teacher.
+    /// Train a classic medication-recommendation baseline in the same harness (LR).
+    TrainBaseline(leader::baseline::TrainBaselineArgs),
+    /// Score records with a trained student, teacher or baseline.
     Predict(predict::PredictArgs),
     /// Compute metrics of a predictions file, or compare metric files.
     Eval(eval::command::EvalArgs),
@@ -89,6 +91,7 @@ fn dispatch(command: &Command) -> Result<()> {
         Command::ExportHidden(a) => teacher::export::run(a),
         Command::TrainStudent(a) => student::train::run_train_student(a),
         Command::Distill(a) => student::train::run_distill(a),
+        Command::TrainBaseline(a) => leader::baseline::run_train_baseline(a),
         Command::Predict(a) => predict::run(a),
         Command::Eval(a) => eval::command::run(a),
         Command::Demo(a) => demo::run(a),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// A trained student run folder.
+    /// A trained student (or train-baseline) run folder.
     #[arg(long, required_unless_present = "teacher", conflicts_with = "teacher")]
     pub model: Option<PathBuf>,
     /// A trained teacher run folder.
@@ -104,6 +104,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             let mut sink = PredictionSink::create(args, &teacher.vocab)?;
             crate::teacher::predict::score(&teacher, &records, data, batch_size, |id, p| sink.write(id, p))?;
             ("teacher", run, sink)
+        }
+        (Some(run), None) if crate::baseline::is_baseline_run(run) => {
+            let baseline = crate::baseline::BaselineScorer::load(run)?;
+            let mut sink = PredictionSink::create(args, baseline.vocab())?;
+            baseline.score(&records, data, batch_size, |id, p| sink.write(id, p))?;
+            ("baseline", run, sink)
         }
         (Some(run), None) => {
             let student = StudentScorer::load(run)?;

@@ -6,11 +6,12 @@ use leader::demo::{run, DemoArgs};
 use serde_json::Value;
 use std::path::Path;
 
-const MODELS: [(&str, &str); 5] = [
+const MODELS: [(&str, &str); 6] = [
     ("teacher", "LEADER(T)"),
     ("student-nokd", "LEADER(S) w/o KD"),
     ("student-kd", "LEADER(S) KD"),
     ("student-kd-align", "LEADER(S) KD + align"),
+    ("baseline-lr", "LR"),
     ("baseline-frequency", "Frequency baseline"),
 ];
 const GROUPS: [&str; 3] = ["overall", "single", "multi"];
@@ -64,6 +65,7 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         "teacher/best/adapter_model.safetensors",
         "teacher-cache.safetensors",
         "student-kd-align/model.safetensors",
+        "baseline-lr/model.safetensors",
         "predictions/teacher.jsonl",
         "eval/baseline-frequency/metrics.json",
         "stage_times.json",

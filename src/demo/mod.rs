@@ -39,17 +39,18 @@ pub struct DemoArgs {
 }
 
 /// The models the demo trains and evaluates, in report order: (folder name, report label).
-pub const MODELS: [(&str, &str); 5] = [
+pub const MODELS: [(&str, &str); 6] = [
     ("teacher", "LEADER(T)"),
     ("student-nokd", "LEADER(S) w/o KD"),
     ("student-kd", "LEADER(S) KD"),
     ("student-kd-align", "LEADER(S) KD + align"),
+    ("baseline-lr", "LR"),
     ("baseline-frequency", "Frequency baseline"),
 ];
 
 /// Everything the demo writes at the top of its folder (recorded as its own before it is written, so
 /// `--overwrite` can replace a demo that was interrupted).
-const ENTRIES: [&str; 17] = [
+const ENTRIES: [&str; 18] = [
     "raw",
     "data",
     "teacher-base",
@@ -59,6 +60,7 @@ const ENTRIES: [&str; 17] = [
     "student-nokd",
     "student-kd",
     "student-kd-align",
+    "baseline-lr",
     "predictions",
     "eval",
     "latency",
@@ -216,9 +218,17 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     kd_align.extend(argv(&["--teacher-cache", &s(&cache)]));
     p.stage("student KD + alignment", "distill", kd_align, student::train::run_distill)?;
 
+    p.stage(
+        "LR baseline",
+        "train-baseline",
+        argv(&["--model", "lr", "--data", &s(&data_dir), "--out", &s(&out.join("baseline-lr")), "--epochs", &epochs]),
+        crate::baseline::run_train_baseline,
+    )?;
+
     let predictions = out.join("predictions");
     let evals = out.join("eval");
-    for (name, _) in MODELS.iter().filter(|(n, _)| !n.starts_with("baseline")) {
+    // The frequency baseline has no run: eval computes it.
+    for (name, _) in MODELS.iter().filter(|(n, _)| *n != "baseline-frequency") {
         let file = predictions.join(format!("{name}.jsonl"));
         let flag = if *name == "teacher" { "--teacher" } else { "--model" };
         p.stage(

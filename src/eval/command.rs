@@ -42,6 +42,7 @@ pub struct EvalConfig {
 pub struct Thresholds {
     pub student: Threshold,
     pub teacher: Threshold,
+    pub baseline: Threshold,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,18 +52,31 @@ pub enum ModelKind {
     Auto,
     Student,
     Teacher,
+    /// A `train-baseline` model.
+    Baseline,
 }
 
 impl EvalConfig {
     pub fn load(args: &ConfigArgs) -> Result<Self> {
         crate::config::load(DEFAULT_CONFIG, args)
     }
+}
 
-    /// The threshold of a resolved model kind.
-    fn threshold_mut(&mut self, kind: ModelKind) -> &mut Threshold {
+impl Thresholds {
+    fn of_mut(&mut self, kind: ModelKind) -> &mut Threshold {
         match kind {
-            ModelKind::Teacher => &mut self.threshold.teacher,
-            ModelKind::Student | ModelKind::Auto => &mut self.threshold.student,
+            ModelKind::Teacher => &mut self.teacher,
+            ModelKind::Baseline => &mut self.baseline,
+            ModelKind::Student | ModelKind::Auto => &mut self.student,
+        }
+    }
+
+    /// The threshold of a resolved model kind (`auto` counts as the student).
+    fn of(&self, kind: ModelKind) -> &Threshold {
+        match kind {
+            ModelKind::Teacher => &self.teacher,
+            ModelKind::Baseline => &self.baseline,
+            ModelKind::Student | ModelKind::Auto => &self.student,
         }
     }
 }
@@ -148,7 +162,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let mut cfg: EvalConfig = crate::config::resolve(DEFAULT_CONFIG, &args.config, &flags)?;
     cfg.model_kind = resolve_model_kind(cfg.model_kind, source)?;
     if let Some(value) = args.threshold {
-        cfg.threshold_mut(cfg.model_kind).value = value;
+        cfg.threshold.of_mut(cfg.model_kind).value = value;
     }
     let folder = OutputDir::create(out, OutputKind::Eval, args.overwrite)?;
     let report = score(data, source, &cfg)?;
@@ -185,10 +199,7 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
         check_medication_order(path, &vocab, &vocab_path)?;
     }
     let kind = resolve_model_kind(cfg.model_kind, source)?;
-    let threshold = match kind {
-        ModelKind::Teacher => cfg.threshold.teacher,
-        ModelKind::Student | ModelKind::Auto => cfg.threshold.student,
-    };
+    let threshold = *cfg.threshold.of(kind);
     let scorer = Scorer::new(threshold, ddi, m);
     let (outcomes, kind_name) = match source {
         Source::Predictions(path) => {
@@ -266,11 +277,14 @@ pub fn resolve_model_kind(kind: ModelKind, source: Source) -> Result<ModelKind> 
     match table.get("model_kind").and_then(|v| v.as_str()) {
         Some("student") => Ok(ModelKind::Student),
         Some("teacher") => Ok(ModelKind::Teacher),
+        Some("baseline") => Ok(ModelKind::Baseline),
         None => {
             say(format!("eval: {} has no model_kind; using the student threshold", sidecar.display()));
             Ok(ModelKind::Student)
         }
-        Some(other) => bail!("{}: model_kind = {other:?}; expected \"student\" or \"teacher\"", sidecar.display()),
+        Some(other) => {
+            bail!("{}: model_kind = {other:?}; expected \"student\", \"teacher\" or \"baseline\"", sidecar.display())
+        }
     }
 }
 

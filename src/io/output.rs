@@ -27,6 +27,7 @@ pub enum OutputKind {
     InitModel,
     Pretrain,
     TrainTeacher,
+    TrainBaseline,
     TrainStudent,
     Distill,
     ExportHidden,
@@ -45,7 +46,7 @@ impl OutputKind {
 
     /// Whether a run of this kind can be continued with `--resume`.
     fn resumable(self) -> bool {
-        matches!(self, Self::Pretrain | Self::TrainTeacher | Self::TrainStudent | Self::Distill)
+        matches!(self, Self::Pretrain | Self::TrainTeacher | Self::TrainStudent | Self::Distill | Self::TrainBaseline)
     }
 }
 
