@@ -31,7 +31,7 @@ pub struct PretrainConfig {
     pub model: PretrainModel,
     pub lora: LoraConfig,
     pub corpus: CorpusSection,
-    pub train: PretrainSteps,
+    pub train: Schedule,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,39 +53,6 @@ pub struct CorpusSection {
     /// Empty: none.
     pub records: PathBuf,
     pub heldout_every: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PretrainSteps {
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub micro_batch: usize,
-    pub grad_accum: usize,
-    pub max_steps: u64,
-    pub clip_grad_norm: f64,
-    pub eval_every: u64,
-    pub checkpoint_every: u64,
-    pub log_every: u64,
-    pub seed: u64,
-}
-
-impl PretrainSteps {
-    /// The step loop's schedule, stopping early after `stop_after_steps` when given.
-    pub fn schedule(&self, stop_after_steps: Option<u64>) -> Schedule {
-        Schedule {
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            micro_batch: self.micro_batch,
-            max_steps: self.max_steps,
-            grad_accum: self.grad_accum,
-            clip_grad_norm: self.clip_grad_norm,
-            log_every: self.log_every,
-            eval_every: self.eval_every,
-            checkpoint_every: self.checkpoint_every,
-            stop_after_steps,
-        }
-    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -187,7 +154,7 @@ impl PretrainArgs {
         );
         ensure!(m.seq_len >= 2, "model.seq_len = {}: a row needs at least two tokens", m.seq_len);
         ensure!(c.heldout_every >= 2, "corpus.heldout_every = {}: must be at least 2", c.heldout_every);
-        t.schedule(None).check()?;
+        t.check()?;
         Ok(cfg)
     }
 }
@@ -433,7 +400,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<PretrainSummary> {
     ));
     let lm = CausalLm::new(&base, m.trained, &cfg.lora, t.seed, dtype, &device)?;
     let vars = lm.trainable();
-    let schedule = t.schedule(args.stop_after_steps);
+    let schedule = Schedule { stop_after_steps: args.stop_after_steps, ..t.clone() };
     let mut opt = schedule.optimizer(vars.clone())?;
     let mut run = match (&args.resume, &args.out) {
         (Some(run), _) => RunDir::resume(run, OutputKind::Pretrain)?,

@@ -18,8 +18,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// How a run optimises and when things happen, from the command's `[train]` section.
-#[derive(Debug, Clone)]
+/// How a run optimises and when things happen: a command's `[train]` section (pretrain's whole one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub lr: f64,
     pub weight_decay: f64,
@@ -30,7 +31,11 @@ pub struct Schedule {
     pub log_every: u64,
     pub eval_every: u64,
     pub checkpoint_every: u64,
-    /// Stop (after a checkpoint) once this many steps were taken in this invocation.
+    /// Seed of the data order, dropout masks and fresh adapters.
+    pub seed: u64,
+    /// Stop (after a checkpoint) once this many steps were taken in this invocation (a flag, not
+    /// a config key).
+    #[serde(skip)]
     pub stop_after_steps: Option<u64>,
 }
 

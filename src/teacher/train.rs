@@ -77,6 +77,7 @@ impl TrainSection {
             log_every: self.log_every,
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every,
+            seed: self.seed,
             stop_after_steps,
         }
     }

@@ -174,3 +174,30 @@ fn a_full_disk_says_so_and_leaves_nothing() {
     // `ls -A` of the tmpfs after the failure: nothing left, not even temporaries.
     assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), "", "left behind on the full disk");
 }
+
+/// A corpus file that is not UTF-8 is named with its line; a run resumed on a changed corpus is
+/// refused; neither leaves a run behind or changes one.
+#[test]
+fn pretrain_names_a_non_utf8_corpus_line_and_refuses_a_changed_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let text: String = (0..60).map(|i| format!("Note {i}: gout is treated with allopurinol.\n\n")).collect();
+    std::fs::write(corpus.join("a.txt"), &text).unwrap();
+    std::fs::write(corpus.join("b.txt"), b"first line\nsecond \xff line\n").unwrap();
+    let base = fixture().path("base");
+    let run = |out: &Path| {
+        leader(&["pretrain", "--model", s(&base), "--corpus", s(&corpus), "--out", s(out), "--max-steps", "2"])
+    };
+    let out = tmp.path().join("run");
+    run(&out).assert_clear_error(&["b.txt:2", "not UTF-8"]);
+    assert!(!out.exists(), "no run folder after a failure");
+
+    std::fs::remove_file(corpus.join("b.txt")).unwrap();
+    let first = run(&out);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    std::fs::write(corpus.join("c.txt"), "Note: asthma is treated with salbutamol.\n").unwrap();
+    let log = std::fs::read(out.join("train_log.jsonl")).unwrap();
+    leader(&["pretrain", "--resume", s(&out), "--max-steps", "4"]).assert_clear_error(&["the corpus changed"]);
+    assert_eq!(std::fs::read(out.join("train_log.jsonl")).unwrap(), log);
+}
