@@ -145,13 +145,6 @@ pub fn save<T: Serialize>(cfg: &T, path: &Path) -> Result<()> {
     crate::io::write_atomic(path, text.as_bytes())
 }
 
-/// Where the effective config of a single-file output goes: `FILE.config.toml`.
-pub fn sidecar_path(output_file: &Path) -> PathBuf {
-    let mut name = output_file.file_name().unwrap_or_default().to_os_string();
-    name.push(".config.toml");
-    output_file.with_file_name(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ fn predict(run: &Path, data: &Path, out: &Path) -> Vec<(u64, Vec<f32>)> {
         overwrite: true,
     };
     leader::predict::run(&args).unwrap();
-    let sidecar = std::fs::read_to_string(leader::config::sidecar_path(out)).unwrap();
+    let sidecar = std::fs::read_to_string(leader::io::output::sidecar_path(out)).unwrap();
     assert!(sidecar.contains("model_kind = \"baseline\""), "{sidecar}");
     std::fs::read_to_string(out)
         .unwrap()

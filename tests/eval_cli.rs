@@ -76,7 +76,7 @@ fn file_route_equals_the_in_memory_route() {
 fn teacher_sidecar_selects_the_inclusive_half_threshold_and_flags_override() {
     let dir = tempfile::tempdir().unwrap();
     let (data, predictions) = hand_setup(dir.path());
-    std::fs::write(leader::config::sidecar_path(&predictions), "model_kind = \"teacher\"\n").unwrap();
+    std::fs::write(leader::io::output::sidecar_path(&predictions), "model_kind = \"teacher\"\n").unwrap();
     let out = dir.path().join("eval");
     run(&args(&data, &predictions, &out)).unwrap();
     let report = MetricsReport::load(&out.join("metrics.json")).unwrap();
@@ -171,7 +171,7 @@ fn compare_puts_runs_side_by_side() {
     let (data, predictions) = hand_setup(dir.path());
     let student_out = dir.path().join("student");
     run(&args(&data, &predictions, &student_out)).unwrap();
-    std::fs::write(leader::config::sidecar_path(&predictions), "model_kind = \"teacher\"\n").unwrap();
+    std::fs::write(leader::io::output::sidecar_path(&predictions), "model_kind = \"teacher\"\n").unwrap();
     let teacher_out = dir.path().join("teacher");
     run(&args(&data, &predictions, &teacher_out)).unwrap();
     let table_path = dir.path().join("compare.md");
@@ -190,7 +190,7 @@ fn compare_puts_runs_side_by_side() {
     let prauc = student.group("overall").unwrap().get(Metric::Prauc).unwrap();
     let cell = format!("{:.4} ± {:.4}", prauc.mean.unwrap(), prauc.std.unwrap());
     assert!(rows[2].contains(&cell), "{} lacks {cell}", rows[2]);
-    assert!(leader::config::sidecar_path(&table_path).is_file());
+    assert!(leader::io::output::sidecar_path(&table_path).is_file());
 
     let mut named = a.clone();
     named.labels = vec!["LEADER(T)".into(), "a|b".into()];

@@ -162,7 +162,7 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
     assert!(by_split
         .iter()
         .all(|p| p.probabilities.len() == 6 && p.probabilities.iter().all(|x| (0.0..=1.0).contains(x))));
-    let sidecar = std::fs::read_to_string(leader::config::sidecar_path(&out)).unwrap();
+    let sidecar = std::fs::read_to_string(leader::io::output::sidecar_path(&out)).unwrap();
     assert!(sidecar.contains("model_kind = \"student\""), "{sidecar}");
 
     // The same records reversed, in a folder without a vocab.json, scored one record per batch.

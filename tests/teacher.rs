@@ -323,7 +323,7 @@ fn trained_teacher_beats_the_frequency_baseline_then_predicts_and_exports() {
     );
     let probs: Vec<Vec<f32>> = preds.into_iter().map(|p| p.probabilities).collect();
     assert!((prauc_of(&valid, &probs) - best).abs() < 1e-6);
-    let sidecar = std::fs::read_to_string(leader::config::sidecar_path(&pred_out)).unwrap();
+    let sidecar = std::fs::read_to_string(leader::io::output::sidecar_path(&pred_out)).unwrap();
     assert!(sidecar.contains("model_kind = \"teacher\""), "{sidecar}");
 
     // export-hidden → TeacherCache round trip, with the token ids that were fed to the model.

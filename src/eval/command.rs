@@ -227,7 +227,7 @@ pub fn score(data_dir: &Path, source: Source, cfg: &EvalConfig) -> Result<Metric
 /// The sidecar `FILE.config.toml` of a predictions file, checked to belong to it; `None` without one
 /// (predictions made by another tool).
 fn prediction_sidecar(path: &Path) -> Result<Option<toml::Table>> {
-    let sidecar = crate::config::sidecar_path(path);
+    let sidecar = crate::io::output::sidecar_path(path);
     if !sidecar.is_file() {
         return Ok(None);
     }
@@ -269,7 +269,7 @@ pub fn resolve_model_kind(kind: ModelKind, source: Source) -> Result<ModelKind> 
     let (ModelKind::Auto, Source::Predictions(path)) = (kind, source) else {
         return Ok(if kind == ModelKind::Auto { ModelKind::Student } else { kind });
     };
-    let sidecar = crate::config::sidecar_path(path);
+    let sidecar = crate::io::output::sidecar_path(path);
     let Some(table) = prediction_sidecar(path)? else {
         say(format!("eval: no {}; using the student threshold", sidecar.display()));
         return Ok(ModelKind::Student);

@@ -500,6 +500,13 @@ impl RunInputs {
     }
 }
 
+/// Where the effective config of a single-file output goes: `FILE.config.toml`.
+pub fn sidecar_path(output_file: &Path) -> PathBuf {
+    let mut name = output_file.file_name().unwrap_or_default().to_os_string();
+    name.push(".config.toml");
+    output_file.with_file_name(name)
+}
+
 /// The `[written]` table of a single-file output's sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Written {
@@ -510,7 +517,7 @@ pub struct Written {
 
 /// Reads the `[written]` table of `file`'s sidecar: `None` without a sidecar.
 pub fn read_written(file: &Path) -> Result<Option<Written>> {
-    let sidecar = crate::config::sidecar_path(file);
+    let sidecar = sidecar_path(file);
     if !sidecar.is_file() {
         return Ok(None);
     }
@@ -529,7 +536,7 @@ pub fn check_sidecar_matches(file: &Path, written: &Written) -> Result<()> {
         bail!(
             "{} does not belong to {} (it describes a {}-byte file, this one has {bytes} bytes or other content): \
              the two were not written by one `{}`; run it again",
-            crate::config::sidecar_path(file).display(),
+            sidecar_path(file).display(),
             file.display(),
             written.bytes,
             written.by.command()
@@ -577,7 +584,7 @@ impl OutputFile {
         let mut table = toml::Table::try_from(sidecar).context("serialising the sidecar config")?;
         table.insert("written".into(), toml::Value::try_from(&written)?);
         let text = toml::to_string_pretty(&table).context("serialising the sidecar config")?;
-        crate::io::write_atomic(&crate::config::sidecar_path(&self.dest), text.as_bytes())
+        crate::io::write_atomic(&sidecar_path(&self.dest), text.as_bytes())
     }
 }
 
@@ -600,7 +607,7 @@ fn check_file(dest: &Path, kind: OutputKind, overwrite: bool) -> Result<()> {
             "--out {} exists and is not an output of `{}` (no matching {}); nothing was changed. Choose another file",
             dest.display(),
             kind.command(),
-            crate::config::sidecar_path(dest).display()
+            sidecar_path(dest).display()
         ),
     }
 }
