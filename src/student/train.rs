@@ -280,6 +280,88 @@ pub fn valid_scores(
     Ok((sums.0 / n, sums.1 / n, sums.2 / n))
 }
 
+/// Both splits of `data_dir`, encoded, with their summaries printed; neither may be empty.
+fn load_train_and_valid(
+    data_dir: &Path,
+    codes: &CodeVocab,
+    cfg: &StudentConfig,
+) -> Result<(Vec<EncodedRecord>, Vec<EncodedRecord>)> {
+    let (train_set, train_stats) = load_split(data_dir, "train", codes, cfg)?;
+    let (valid_set, valid_stats) = load_split(data_dir, "valid", codes, cfg)?;
+    ensure!(!train_set.is_empty(), "{}: the train split is empty", data_dir.join("train.jsonl").display());
+    ensure!(
+        !valid_set.is_empty(),
+        "{}: the valid split is empty; early stopping and the best model are chosen on it",
+        data_dir.join("valid.jsonl").display()
+    );
+    progress::say(format!("train: {}", train_stats.summary()));
+    progress::say(format!("valid: {}", valid_stats.summary()));
+    Ok((train_set, valid_set))
+}
+
+/// Refuses to resume `run` on another vocabulary, teacher size or model than it was started with.
+fn check_resumed_run(run: &Path, info: &RunInfo, vocab_path: &Path, teacher: &TeacherSource) -> Result<()> {
+    let saved: RunInfo = crate::io::read_json(&run.join(checkpoint::RUN_INFO))?;
+    ensure!(
+        saved.vocab_fingerprint == info.vocab_fingerprint,
+        "{}: the run was trained on another vocabulary than {}",
+        run.display(),
+        vocab_path.display()
+    );
+    ensure!(
+        saved.teacher_hidden == info.teacher_hidden,
+        "{}: the run was distilled from a teacher of hidden size {:?}, but {teacher:?} gives {:?}",
+        run.display(),
+        saved.teacher_hidden,
+        info.teacher_hidden
+    );
+    ensure!(
+        saved == *info,
+        "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})",
+        run.display()
+    );
+    Ok(())
+}
+
+/// One epoch of optimiser steps over `train_set` in the epoch's seeded order; returns the sums of the
+/// loss parts (total, BCE, KD, alignment) over its steps, and the step count. A non-finite loss stops
+/// the run (the checkpoint of the previous epoch stays).
+fn train_epoch(
+    trainer: &Trainer,
+    opt: &mut AdamW,
+    train_set: &[EncodedRecord],
+    cfg: &StudentConfig,
+    epoch: usize,
+    checkpoint_path: &Path,
+) -> Result<([f64; 4], usize)> {
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    TensorRng::derive(cfg.seed, &[epoch as u64]).shuffle(&mut order);
+    let steps = order.len().div_ceil(cfg.train.batch_size);
+    let bar = progress::bar(steps as u64, &format!("epoch {epoch}"));
+    let mut sums = [0f64; 4];
+    for (step, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
+        let records: Vec<&EncodedRecord> = chunk.iter().map(|&i| &train_set[i]).collect();
+        let dropout = |shard: usize| Some(TensorRng::derive(cfg.seed, &[epoch as u64, step as u64, shard as u64]));
+        let (losses, grads) = trainer.step(&records, dropout)?;
+        if !losses.total.is_finite() {
+            bail!(
+                "epoch {epoch}, step {}: the loss is {}; stopping. The last good checkpoint (after epoch {}) is kept in {}",
+                step + 1,
+                losses.total,
+                epoch - 1,
+                checkpoint_path.display()
+            );
+        }
+        opt.step(&grads)?;
+        let parts = [losses.total, losses.bce, losses.kd.unwrap_or(0.0), losses.align.unwrap_or(0.0)];
+        sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
+        bar.set_message(format!("loss {:.4}", sums[0] / (step + 1) as f64));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((sums, steps))
+}
+
 /// Trains (or resumes) a student run; see the module docs.
 pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     // The saved config records the teacher actually used, whatever the config said.
@@ -297,16 +379,7 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     let vocab_path = data_dir.join("vocab.json");
     let vocab = Vocab::load(&vocab_path)?;
     let codes = CodeVocab::new(&vocab);
-    let (train_set, train_stats) = load_split(data_dir, "train", &codes, cfg)?;
-    let (valid_set, valid_stats) = load_split(data_dir, "valid", &codes, cfg)?;
-    ensure!(!train_set.is_empty(), "{}: the train split is empty", data_dir.join("train.jsonl").display());
-    ensure!(
-        !valid_set.is_empty(),
-        "{}: the valid split is empty; early stopping and the best model are chosen on it",
-        data_dir.join("valid.jsonl").display()
-    );
-    progress::say(format!("train: {}", train_stats.summary()));
-    progress::say(format!("valid: {}", valid_stats.summary()));
+    let (train_set, valid_set) = load_train_and_valid(data_dir, &codes, cfg)?;
     let teacher = opts.teacher.load(data_dir, &vocab, &train_set)?;
     let m = vocab.num_medications();
     let info = RunInfo {
@@ -324,27 +397,7 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
         run
     };
     if opts.resume {
-        let run = run.path();
-        let saved: RunInfo = crate::io::read_json(&run.join(checkpoint::RUN_INFO))?;
-        ensure!(
-            saved.vocab_fingerprint == info.vocab_fingerprint,
-            "{}: the run was trained on another vocabulary than {}",
-            run.display(),
-            vocab_path.display()
-        );
-        ensure!(
-            saved.teacher_hidden == info.teacher_hidden,
-            "{}: the run was distilled from a teacher of hidden size {:?}, but {:?} gives {:?}",
-            run.display(),
-            saved.teacher_hidden,
-            opts.teacher,
-            info.teacher_hidden
-        );
-        ensure!(
-            saved == info,
-            "{}: the run's model ({saved:?}) differs from what this data and teacher give ({info:?})",
-            run.display()
-        );
+        check_resumed_run(run.path(), &info, &vocab_path, &opts.teacher)?;
     }
     // Saved on resume too: a longer run records its new epoch count.
     crate::config::save(cfg, &run.entry("config.toml")?)?;
@@ -385,31 +438,7 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     while state.epochs_done < cfg.train.epochs && state.epochs_without_improvement < cfg.train.patience {
         let epoch = state.epochs_done + 1;
         let started = Instant::now();
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        TensorRng::derive(cfg.seed, &[epoch as u64]).shuffle(&mut order);
-        let steps = order.len().div_ceil(cfg.train.batch_size);
-        let bar = progress::bar(steps as u64, &format!("epoch {epoch}"));
-        let mut sums = [0f64; 4];
-        for (step, chunk) in order.chunks(cfg.train.batch_size).enumerate() {
-            let records: Vec<&EncodedRecord> = chunk.iter().map(|&i| &train_set[i]).collect();
-            let dropout = |shard: usize| Some(TensorRng::derive(cfg.seed, &[epoch as u64, step as u64, shard as u64]));
-            let (losses, grads) = trainer.step(&records, dropout)?;
-            if !losses.total.is_finite() {
-                bail!(
-                    "epoch {epoch}, step {}: the loss is {}; stopping. The last good checkpoint (after epoch {}) is kept in {}",
-                    step + 1,
-                    losses.total,
-                    state.epochs_done,
-                    checkpoint_path.display()
-                );
-            }
-            opt.step(&grads)?;
-            let parts = [losses.total, losses.bce, losses.kd.unwrap_or(0.0), losses.align.unwrap_or(0.0)];
-            sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
-            bar.set_message(format!("loss {:.4}", sums[0] / (step + 1) as f64));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let (sums, steps) = train_epoch(&trainer, &mut opt, &train_set, cfg, epoch, &checkpoint_path)?;
         let (prauc, jaccard, f1) = valid_scores(&model, &valid_set, m, cfg)?;
         state.epochs_done = epoch;
         if prauc > state.best_score {
