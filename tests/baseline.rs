@@ -36,7 +36,7 @@ fn args(data: &Path, out: &Path, epochs: usize) -> TrainBaselineArgs {
     TrainBaselineArgs {
         kind: Some(BaselineKind::Lr),
         data: Some(data.to_path_buf()),
-        out: Some(out.to_path_buf()),
+        run: leader::io::output::RunArgs { out: Some(out.to_path_buf()), ..Default::default() },
         epochs: Some(epochs),
         config: ConfigArgs { config: None, set: vec!["train.batch_size=32".into(), "train.lr=0.05".into()] },
         ..Default::default()
@@ -138,7 +138,8 @@ fn resumed_lr_training_is_bit_identical() {
     let (straight, split) = (dir.path().join("straight"), dir.path().join("split"));
     train_baseline(&args(&data, &straight, 5)).unwrap();
     train_baseline(&args(&data, &split, 2)).unwrap();
-    let resumed = TrainBaselineArgs { resume: Some(split.clone()), epochs: Some(5), ..Default::default() };
+    let run = leader::io::output::RunArgs { resume: Some(split.clone()), ..Default::default() };
+    let resumed = TrainBaselineArgs { run, epochs: Some(5), ..Default::default() };
     assert_eq!(train_baseline(&resumed).unwrap().epochs_done, 5);
     for file in ["model.safetensors", "checkpoint.safetensors", "train_log.jsonl", "baseline.json"] {
         assert!(

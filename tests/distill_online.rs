@@ -61,7 +61,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
     train_teacher(&TrainTeacherArgs {
         data: Some(data.clone()),
         model: Some(base.to_str().unwrap().into()),
-        out: Some(teacher.clone()),
+        run: leader::io::output::RunArgs { out: Some(teacher.clone()), ..Default::default() },
         max_steps: Some(3),
         max_tokens: Some(160),
         config: ConfigArgs { config: None, set: sets.iter().map(|s| s.to_string()).collect() },
@@ -179,7 +179,7 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
         common: CommonTrainArgs {
             // The run's own data folder: resume needs no --data.
             data: None,
-            resume: Some(run_online.clone()),
+            run: leader::io::output::RunArgs { resume: Some(run_online.clone()), ..Default::default() },
             epochs: Some(2),
             ..Default::default()
         },
@@ -198,7 +198,8 @@ fn teachers_that_do_not_fit_are_clear_errors() {
     let (data, teacher, _) = data_and_teacher(dir.path());
 
     // Neither flag: distill has no teacher.
-    let common = CommonTrainArgs { data: Some(data.clone()), out: Some(dir.path().join("none")), ..Default::default() };
+    let run = leader::io::output::RunArgs { out: Some(dir.path().join("none")), ..Default::default() };
+    let common = CommonTrainArgs { data: Some(data.clone()), run, ..Default::default() };
     let err = run_distill(&DistillArgs { common, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("--teacher RUN") && err.contains("--teacher-cache FILE"), "{err}");
 

@@ -255,7 +255,7 @@ fn train_args(data: &Path, model: &Path, out: &Path, steps: u64, sets: &[&str]) 
     TrainTeacherArgs {
         data: Some(data.to_path_buf()),
         model: Some(model.to_str().unwrap().into()),
-        out: Some(out.to_path_buf()),
+        run: leader::io::output::RunArgs { out: Some(out.to_path_buf()), ..Default::default() },
         max_steps: Some(steps),
         max_tokens: Some(64),
         config: ConfigArgs { config: None, set: sets.iter().map(|s| s.to_string()).collect() },
@@ -375,7 +375,10 @@ fn resumed_training_is_bit_identical() {
     let first = TrainTeacherArgs { stop_after_steps: Some(3), ..train_args(&data, &model, &split, 5, &sets) };
     assert_eq!(train_teacher(&first).unwrap().steps, 3);
     // Resume takes the run's saved config and data: no other flag.
-    let again = TrainTeacherArgs { resume: Some(split.clone()), ..Default::default() };
+    let again = TrainTeacherArgs {
+        run: leader::io::output::RunArgs { resume: Some(split.clone()), ..Default::default() },
+        ..Default::default()
+    };
     assert_eq!(train_teacher(&again).unwrap().steps, 5);
     let best_meta = |dir: &Path| std::fs::read_to_string(dir.join("best/teacher.json")).unwrap();
     assert_eq!(best_meta(&straight), best_meta(&split));

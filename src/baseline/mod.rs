@@ -15,7 +15,7 @@ pub mod lr;
 use crate::config::{flag, ConfigArgs};
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
-use crate::io::output::{OutputKind, RunDir, RunInputs};
+use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -37,16 +37,8 @@ pub struct TrainBaselineArgs {
     /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// New run folder (absent or empty; an earlier run with --overwrite).
-    #[arg(long, conflicts_with = "resume")]
-    pub out: Option<PathBuf>,
-    /// Replace an earlier run of train-baseline at --out.
-    #[arg(long, requires = "out")]
-    pub overwrite: bool,
-    /// Continue the run in this folder from its checkpoint, with its saved config and data
-    /// (--epochs may extend it).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -95,7 +87,7 @@ pub fn run_train_baseline(args: &TrainBaselineArgs) -> Result<()> {
 pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
     flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
-    let (kind, cfg, inputs, mut run) = match (&args.resume, &args.out) {
+    let (kind, cfg, inputs, mut run) = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => {
             let info: BaselineInfo = crate::io::read_json(&run.join(INFO))?;
             if let Some(kind) = args.kind.filter(|k| *k != info.kind) {
@@ -108,9 +100,9 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
         (None, Some(out)) => {
             let kind = args.kind.context("give --model NAME (lr)")?;
             let cfg: lr::LrConfig = crate::config::resolve(lr::DEFAULT_CONFIG, &args.config, &flags)?;
-            RunDir::check(out, OutputKind::TrainBaseline, args.overwrite)?;
+            RunDir::check(out, OutputKind::TrainBaseline, args.run.overwrite)?;
             let inputs = RunInputs::of(args.data.as_deref().context("give --data DIR")?, &DATA_FILES)?;
-            let mut dir = RunDir::create(out, OutputKind::TrainBaseline, args.overwrite)?;
+            let mut dir = RunDir::create(out, OutputKind::TrainBaseline, args.run.overwrite)?;
             inputs.save(&mut dir)?;
             (kind, cfg, inputs, dir)
         }
@@ -122,7 +114,7 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     let train = read_records(&data.join("train.jsonl"))?;
     let valid = read_records(&data.join("valid.jsonl"))?;
     ensure!(!train.is_empty() && !valid.is_empty(), "{}: train and valid splits need records", data.display());
-    let summary = lr::train(&cfg, &vocab, &train, &valid, &mut run, args.resume.is_some())?;
+    let summary = lr::train(&cfg, &vocab, &train, &valid, &mut run, args.run.resume.is_some())?;
     if summary.epochs_done == cfg.train.epochs {
         run.finish()?;
     }

@@ -507,6 +507,23 @@ pub fn sidecar_path(output_file: &Path) -> PathBuf {
     output_file.with_file_name(name)
 }
 
+/// Where a training command writes: a new run (`--out`, `--overwrite`) or the run it continues
+/// (`--resume`). Flattened into every training command's arguments.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// New run folder (absent or empty; an earlier run of this command with --overwrite).
+    #[arg(long, conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Replace an earlier run of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
+    /// Continue the run in this folder from its last checkpoint, with its saved config and data: a
+    /// flag may lengthen it (--max-steps, --epochs); any other must repeat the saved value.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
 /// The `[written]` table of a single-file output's sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Written {

@@ -13,7 +13,7 @@ use crate::config::ConfigArgs;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::{score_record, Threshold};
-use crate::io::output::{OutputKind, RunDir, RunInputs};
+use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
 use crate::io::TrainLog;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::device::{DeviceSpec, Precision};
@@ -34,16 +34,8 @@ pub struct CommonTrainArgs {
     /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<PathBuf>,
-    /// New run folder (absent or empty; an earlier run with --overwrite).
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
-    pub out: Option<PathBuf>,
-    /// Replace an earlier run of this command at --out.
-    #[arg(long, requires = "out")]
-    pub overwrite: bool,
-    /// Continue the interrupted run in this folder with its saved config and data (--epochs may
-    /// extend it; any other option must repeat the saved value).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Maximum epochs (train.epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -221,7 +213,7 @@ fn options(args: &CommonTrainArgs, forced: &[String], may_change: &[&str]) -> Re
     flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
     flags.extend(args.seed.iter().map(|&s| flag("seed", s)));
     flags.extend(forced.iter().cloned());
-    let (run_dir, config, data_dir, resume) = match (&args.resume, &args.out) {
+    let (run_dir, config, data_dir, resume) = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => {
             let may_change: Vec<&str> = ["train.epochs"].iter().chain(may_change).copied().collect();
             let config = crate::config::resume(run, &args.config, &flags, &may_change)?;
@@ -234,7 +226,7 @@ fn options(args: &CommonTrainArgs, forced: &[String], may_change: &[&str]) -> Re
         }
         (None, None) => bail!("give --out RUN (a new run) or --resume RUN"),
     };
-    Ok(TrainOptions { data_dir, run_dir, config, teacher: TeacherSource::None, resume, overwrite: args.overwrite })
+    Ok(TrainOptions { data_dir, run_dir, config, teacher: TeacherSource::None, resume, overwrite: args.run.overwrite })
 }
 
 /// Reads and encodes one split; labels outside the vocabulary are errors naming the line.

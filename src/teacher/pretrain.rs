@@ -12,7 +12,7 @@ use super::tokenizer::PromptTokenizer;
 use super::weights::BaseModel;
 use crate::config::{flag, ConfigArgs};
 use crate::data::record::read_records;
-use crate::io::output::{OutputKind, RunDir};
+use crate::io::output::{OutputKind, RunArgs, RunDir};
 use crate::io::TrainLog;
 use crate::nn::adamw::accumulate;
 use crate::nn::device::{DeviceSpec, Precision};
@@ -69,16 +69,8 @@ pub struct PretrainArgs {
     /// A preprocessed data folder whose train split's prompts are documents too (corpus.records).
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// New run folder (absent or empty; an earlier run with --overwrite).
-    #[arg(long, conflicts_with = "resume")]
-    pub out: Option<PathBuf>,
-    /// Replace an earlier run of pretrain at --out.
-    #[arg(long, requires = "out")]
-    pub overwrite: bool,
-    /// Continue the run in this folder from its last checkpoint, with its saved config and corpus
-    /// (--max-steps may extend it).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// full (every weight) or lora (model.trained).
     #[arg(long, value_enum)]
     pub trained: Option<TrainedWeights>,
@@ -142,7 +134,7 @@ impl PretrainArgs {
     /// --max-steps may change.
     pub fn effective_config(&self) -> Result<PretrainConfig> {
         let flags = self.flags()?;
-        let cfg: PretrainConfig = match &self.resume {
+        let cfg: PretrainConfig = match &self.run.resume {
             Some(run) => crate::config::resume(run, &self.config, &flags, &["train.max_steps"])?,
             None => crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)?,
         };
@@ -367,13 +359,13 @@ pub struct PretrainSummary {
 /// Pretrains as `args` say; the library entry point behind `leader pretrain`.
 pub fn pretrain(args: &PretrainArgs) -> Result<PretrainSummary> {
     let cfg = args.effective_config()?;
-    if let Some(out) = &args.out {
-        RunDir::check(out, OutputKind::Pretrain, args.overwrite)?;
+    if let Some(out) = &args.run.out {
+        RunDir::check(out, OutputKind::Pretrain, args.run.overwrite)?;
     }
     let (m, t) = (&cfg.model, &cfg.train);
     let corpus = Corpus::read(&cfg.corpus)?;
     let record = corpus.record();
-    if let Some(run) = &args.resume {
+    if let Some(run) = &args.run.resume {
         let saved: CorpusRecord = crate::io::read_json(&run.join("corpus.json"))?;
         ensure!(
             saved == record,
@@ -402,10 +394,10 @@ pub fn pretrain(args: &PretrainArgs) -> Result<PretrainSummary> {
     let vars = lm.trainable();
     let schedule = Schedule { stop_after_steps: args.stop_after_steps, ..t.clone() };
     let mut opt = schedule.optimizer(vars.clone())?;
-    let mut run = match (&args.resume, &args.out) {
+    let mut run = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => RunDir::resume(run, OutputKind::Pretrain)?,
         (None, Some(out)) => {
-            let mut dir = RunDir::create(out, OutputKind::Pretrain, args.overwrite)?;
+            let mut dir = RunDir::create(out, OutputKind::Pretrain, args.run.overwrite)?;
             crate::io::write_json(&dir.entry("corpus.json")?, &record)?;
             dir
         }
@@ -416,7 +408,7 @@ pub fn pretrain(args: &PretrainArgs) -> Result<PretrainSummary> {
     let out = run.path().to_path_buf();
     let log_path = run.entry(steps::LOG)?;
     let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
-    let (mut state, mut log) = match args.resume {
+    let (mut state, mut log) = match args.run.resume {
         Some(_) => steps::restore(&out, &last, &trainee, &mut opt, &device, "pretrain")?,
         None => (RunState::default(), TrainLog::new(&log_path)),
     };

@@ -17,7 +17,7 @@ use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::mean_average_precision;
-use crate::io::output::{OutputKind, RunDir, RunInputs};
+use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
 use crate::io::TrainLog;
 use crate::nn::device::{DeviceSpec, Precision};
 use anyhow::{bail, ensure, Context, Result};
@@ -94,16 +94,8 @@ pub struct TrainTeacherArgs {
     /// Hub revision of --model.
     #[arg(long)]
     pub revision: Option<String>,
-    /// New run folder (absent or empty; an earlier run with --overwrite).
-    #[arg(long, conflicts_with = "resume")]
-    pub out: Option<PathBuf>,
-    /// Replace an earlier run of train-teacher at --out.
-    #[arg(long, requires = "out")]
-    pub overwrite: bool,
-    /// Continue the run in this folder from its last checkpoint, with its saved config and data
-    /// (--max-steps may extend it; any other option must repeat the saved value).
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// f32, bf16 or f16 (compute dtype of the frozen base).
@@ -184,7 +176,7 @@ impl TrainTeacherArgs {
     /// run's saved config, which only --max-steps may change.
     pub fn effective_config(&self) -> Result<TeacherConfig> {
         let flags = self.flags()?;
-        let mut cfg: TeacherConfig = match &self.resume {
+        let mut cfg: TeacherConfig = match &self.run.resume {
             Some(run) => crate::config::resume(run, &self.config, &flags, &["train.max_steps"])?,
             None => crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)?,
         };
@@ -200,10 +192,10 @@ impl TrainTeacherArgs {
     /// The data the run trains on: the resumed run's (checked unchanged), or `--data` for a new run
     /// (whose `--out` is checked before any work).
     fn inputs(&self) -> Result<RunInputs> {
-        match (&self.resume, &self.out) {
+        match (&self.run.resume, &self.run.out) {
             (Some(run), _) => RunInputs::for_resume(run, self.data.as_deref(), &DATA_FILES),
             (None, Some(out)) => {
-                RunDir::check(out, OutputKind::TrainTeacher, self.overwrite)?;
+                RunDir::check(out, OutputKind::TrainTeacher, self.run.overwrite)?;
                 RunInputs::of(
                     self.data.as_deref().context("give --data DIR (the preprocessed data folder)")?,
                     &DATA_FILES,
@@ -216,10 +208,10 @@ impl TrainTeacherArgs {
     /// The run folder, created (or reopened by --resume) and locked once the inputs have loaded, so
     /// a failed start leaves no run behind.
     fn open_run(&self, inputs: &RunInputs) -> Result<RunDir> {
-        match (&self.resume, &self.out) {
+        match (&self.run.resume, &self.run.out) {
             (Some(run), _) => RunDir::resume(run, OutputKind::TrainTeacher),
             (None, Some(out)) => {
-                let mut dir = RunDir::create(out, OutputKind::TrainTeacher, self.overwrite)?;
+                let mut dir = RunDir::create(out, OutputKind::TrainTeacher, self.run.overwrite)?;
                 inputs.save(&mut dir)?;
                 Ok(dir)
             }
@@ -394,7 +386,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
     let out = run.path().to_path_buf();
     let log_path = run.entry(steps::LOG)?;
     let (best, last) = (run.entry(BEST)?, run.entry(LAST)?);
-    let (mut state, mut log) = match args.resume {
+    let (mut state, mut log) = match args.run.resume {
         Some(_) => steps::restore(&out, &last, &trainee, &mut opt, &device, "train-teacher")?,
         None => (RunState::default(), TrainLog::new(&log_path)),
     };

@@ -85,7 +85,7 @@ fn args(model: &Path, corpus: &Path, out: &Path, sets: &[&str]) -> PretrainArgs 
     PretrainArgs {
         model: Some(model.display().to_string()),
         corpus: Some(corpus.to_path_buf()),
-        out: Some(out.to_path_buf()),
+        run: leader::io::output::RunArgs { out: Some(out.to_path_buf()), ..Default::default() },
         config: ConfigArgs { config: None, set: sets.iter().map(|s| s.to_string()).collect() },
         ..Default::default()
     }
@@ -175,7 +175,10 @@ fn resumed_pretraining_is_bit_identical() {
     pretrain(&args(&base, &corpus, &straight, &sets)).unwrap();
     let split = dir.path().join("split");
     pretrain(&PretrainArgs { stop_after_steps: Some(3), ..args(&base, &corpus, &split, &sets) }).unwrap();
-    let resumed = PretrainArgs { resume: Some(split.clone()), ..Default::default() };
+    let resumed = PretrainArgs {
+        run: leader::io::output::RunArgs { resume: Some(split.clone()), ..Default::default() },
+        ..Default::default()
+    };
     pretrain(&resumed).unwrap();
     for file in ["train_log.jsonl", "best/model.safetensors", "last/weights.safetensors", "last/optimizer.safetensors"]
     {
