@@ -15,7 +15,9 @@ pub mod stats;
 pub mod table;
 
 use crate::config::ConfigArgs;
+use crate::data::ddi::DdiPairs;
 use crate::data::prompt::PromptTemplates;
+use crate::data::record::Record;
 use crate::data::vocab::{CodeEntry, Vocab};
 use crate::progress;
 use anyhow::{bail, Result};
@@ -186,8 +188,11 @@ fn code_set(entries: &[CodeEntry]) -> FxSet<String> {
     entries.iter().map(|e| e.code.clone()).collect()
 }
 
+/// The code sets a reused vocabulary (`--vocab`) keeps, per kind.
+type VocabSets = stats::PerKind<FxSet<String>>;
+
 /// The whole pipeline; writes `out` atomically (`overwrite` replaces an earlier output there) and
-/// returns its statistics.
+/// returns the statistics.
 pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path, overwrite: bool) -> Result<Stats> {
     let folder = crate::io::output::OutputDir::create(out, crate::io::output::OutputKind::Preprocess, overwrite)?;
     let started = std::time::Instant::now();
@@ -201,80 +206,7 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path, overwrite
         procedures: code_set(&v.procedures),
         medications: code_set(&v.medications),
     });
-    let keep = |top_n: usize, kind: &str| match &sets {
-        Some(s) => Keep::Vocab(s.kind(kind)),
-        None => Keep::TopN(top_n),
-    };
-
-    stage("prescriptions");
-    let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars, &mut report.bad)?;
-    let whitelist =
-        inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
-    let key = inputs.drug_map.key();
-    let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
-    let read_icd_table = |name: &str, bad: &mut BadRows| {
-        Table::read(&table::find(&dir, name)?, icd_cols, &["seq_num", "icd_version"], bad)?.non_empty()
-    };
-    // The ICD tables are decompressed and parsed on a second thread while the prescriptions are processed.
-    let (medications, icd_tables) = std::thread::scope(|scope| {
-        let icd = scope.spawn(|| {
-            let mut bad = BadRows::default();
-            let tables = (read_icd_table("DIAGNOSES_ICD", &mut bad)?, read_icd_table("PROCEDURES_ICD", &mut bad)?);
-            Ok::<_, anyhow::Error>((tables, bad))
-        });
-        let medications = (|| {
-            let path = table::find(&dir, "PRESCRIPTIONS")?;
-            let t = Table::read(
-                &path,
-                &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
-                &["drug"],
-                &mut report.bad,
-            )?
-            .non_empty()?;
-            let spec = meds::MedSpec {
-                key,
-                min_visits: cfg.min_visits,
-                keep: keep(cfg.medications.top_n, "medications"),
-                whitelist: whitelist.as_ref(),
-            };
-            meds::read_prescriptions(&t, &drug_map, &spec, &mut report)
-        })();
-        (medications, icd.join().expect("the ICD table reader panicked"))
-    });
-    let medications = medications?;
-    let ((diagnosis_table, procedure_table), icd_bad) = icd_tables?;
-    report.bad.merge(icd_bad);
-
-    stage("diagnoses and procedures");
-    let diag_spec =
-        IcdSpec { kind: "diagnoses", version_prefix: cfg.icd_prefix(), keep: keep(cfg.diagnoses.top_n, "diagnoses") };
-    let diagnoses = codes::read_icd(&diagnosis_table, &diag_spec, &mut report)?;
-    drop(diagnosis_table);
-    let proc_spec = IcdSpec {
-        kind: "procedures",
-        version_prefix: cfg.icd_prefix(),
-        keep: keep(cfg.top_procedures(), "procedures"),
-    };
-    let procedures = codes::read_icd(&procedure_table, &proc_spec, &mut report)?;
-    drop(procedure_table);
-
-    let diag_titles = icd_titles(&dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, &mut report.bad)?;
-    let proc_titles = icd_titles(&dir, "D_ICD_PROCEDURES", &cfg.procedures.title, &mut report.bad)?;
-    let title = |titles: &FxMap<(String, String), String>, key: &(String, String)| {
-        titles.get(key).or_else(|| titles.get(&(String::new(), key.1.clone()))).cloned()
-    };
-    let atc_names = match &inputs.atc_names {
-        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, &mut report.bad)?,
-        None => FxMap::default(),
-    };
-    let tables = assemble::CodeTables {
-        diagnosis_names: names_of(&diagnoses, |k| title(&diag_titles, k)),
-        procedure_names: names_of(&procedures, |k| title(&proc_titles, k)),
-        medication_names: names_of(&medications, |k| atc_names.get(&k.1).cloned()),
-        diagnoses,
-        procedures,
-        medications,
-    };
+    let tables = read_code_tables(cfg, inputs, &dir, sets.as_ref(), &mut report, &stage)?;
 
     stage("admissions, patients, records");
     let admissions = {
@@ -288,8 +220,120 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path, overwrite
                 .non_empty()?;
         profile::read_patients(&t, cfg.source, &mut report)?
     };
-    let mut records = assemble::records(cfg, &tables, &admissions, &patients, &templates, &mut report)?;
+    let records = assemble::records(cfg, &tables, &admissions, &patients, &templates, &mut report)?;
+    let Outcome { parts, vocab, ddi, stats } = vocabulary_and_stats(cfg, inputs, records, reused, &tables, report)?;
 
+    stage("writing");
+    outputs::write_folder(folder.path(), &parts, &vocab, ddi.as_ref(), &stats, cfg)?;
+    folder.commit()?;
+    stage("done");
+    Ok(stats)
+}
+
+/// The prescriptions (mapped to ATC), diagnoses and procedures per admission, each kind filtered to
+/// its top N (or to a reused vocabulary's `sets`), with the names of their codes.
+fn read_code_tables(
+    cfg: &PreprocessConfig,
+    inputs: &Inputs,
+    dir: &Path,
+    sets: Option<&VocabSets>,
+    report: &mut stats::Report,
+    stage: &dyn Fn(&str),
+) -> Result<assemble::CodeTables> {
+    let keep = |top_n: usize, kind: &str| match sets {
+        Some(s) => Keep::Vocab(s.kind(kind)),
+        None => Keep::TopN(top_n),
+    };
+    stage("prescriptions");
+    let drug_map = DrugMap::load(&inputs.drug_map, cfg.medications.atc_chars, &mut report.bad)?;
+    let whitelist =
+        inputs.med_whitelist.as_deref().map(|p| drugs::read_whitelist(p, cfg.medications.atc_chars)).transpose()?;
+    let key = inputs.drug_map.key();
+    let icd_cols: &[&[&str]] = &[&["subject_id"], &["hadm_id"], &["icd9_code", "icd_code"]];
+    let read_icd_table = |name: &str, bad: &mut BadRows| {
+        Table::read(&table::find(dir, name)?, icd_cols, &["seq_num", "icd_version"], bad)?.non_empty()
+    };
+    // The ICD tables are decompressed and parsed on a second thread while the prescriptions are processed.
+    let (medications, icd_tables) = std::thread::scope(|scope| {
+        let icd = scope.spawn(|| {
+            let mut bad = BadRows::default();
+            let tables = (read_icd_table("DIAGNOSES_ICD", &mut bad)?, read_icd_table("PROCEDURES_ICD", &mut bad)?);
+            Ok::<_, anyhow::Error>((tables, bad))
+        });
+        let medications = (|| {
+            let path = table::find(dir, "PRESCRIPTIONS")?;
+            let t = Table::read(
+                &path,
+                &[&["subject_id"], &["hadm_id"], &["startdate", "starttime"], &[key.column()]],
+                &["drug"],
+                &mut report.bad,
+            )?
+            .non_empty()?;
+            let spec = meds::MedSpec {
+                key,
+                min_visits: cfg.min_visits,
+                keep: keep(cfg.medications.top_n, "medications"),
+                whitelist: whitelist.as_ref(),
+            };
+            meds::read_prescriptions(&t, &drug_map, &spec, report)
+        })();
+        (medications, icd.join().expect("the ICD table reader panicked"))
+    });
+    let medications = medications?;
+    let ((diagnosis_table, procedure_table), icd_bad) = icd_tables?;
+    report.bad.merge(icd_bad);
+
+    stage("diagnoses and procedures");
+    let diag_spec =
+        IcdSpec { kind: "diagnoses", version_prefix: cfg.icd_prefix(), keep: keep(cfg.diagnoses.top_n, "diagnoses") };
+    let diagnoses = codes::read_icd(&diagnosis_table, &diag_spec, report)?;
+    drop(diagnosis_table);
+    let proc_spec = IcdSpec {
+        kind: "procedures",
+        version_prefix: cfg.icd_prefix(),
+        keep: keep(cfg.top_procedures(), "procedures"),
+    };
+    let procedures = codes::read_icd(&procedure_table, &proc_spec, report)?;
+    drop(procedure_table);
+
+    let diag_titles = icd_titles(dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, &mut report.bad)?;
+    let proc_titles = icd_titles(dir, "D_ICD_PROCEDURES", &cfg.procedures.title, &mut report.bad)?;
+    let title = |titles: &FxMap<(String, String), String>, key: &(String, String)| {
+        titles.get(key).or_else(|| titles.get(&(String::new(), key.1.clone()))).cloned()
+    };
+    let atc_names = match &inputs.atc_names {
+        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, &mut report.bad)?,
+        None => FxMap::default(),
+    };
+    Ok(assemble::CodeTables {
+        diagnosis_names: names_of(&diagnoses, |k| title(&diag_titles, k)),
+        procedure_names: names_of(&procedures, |k| title(&proc_titles, k)),
+        medication_names: names_of(&medications, |k| atc_names.get(&k.1).cloned()),
+        diagnoses,
+        procedures,
+        medications,
+    })
+}
+
+/// What the output folder holds: the records by split, the vocabulary, the DDI pairs within it and
+/// the statistics.
+struct Outcome {
+    parts: Vec<(&'static str, Vec<Record>)>,
+    vocab: Vocab,
+    ddi: Option<DdiPairs>,
+    stats: Stats,
+}
+
+/// The split records, the vocabulary (built from the records, or the reused one the records are
+/// fitted to), the DDI pairs within it, and the statistics with the report's funnel and bad rows.
+fn vocabulary_and_stats(
+    cfg: &PreprocessConfig,
+    inputs: &Inputs,
+    mut records: Vec<Record>,
+    reused: Option<Vocab>,
+    tables: &assemble::CodeTables,
+    mut report: stats::Report,
+) -> Result<Outcome> {
     let mut stats = Stats { source: cfg.source.name().into(), ..Default::default() };
     let vocab = match reused {
         Some(v) => {
@@ -324,10 +368,5 @@ pub fn preprocess(cfg: &PreprocessConfig, inputs: &Inputs, out: &Path, overwrite
     stats.splits = parts.iter().map(|(n, r)| (n.to_string(), r.len())).collect();
     stats.funnel = std::mem::take(&mut report.funnel);
     stats.bad_rows = std::mem::take(&mut report.bad);
-
-    stage("writing");
-    outputs::write_folder(folder.path(), &parts, &vocab, ddi.as_ref(), &stats, cfg)?;
-    folder.commit()?;
-    stage("done");
-    Ok(stats)
+    Ok(Outcome { parts, vocab, ddi, stats })
 }
