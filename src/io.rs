@@ -174,7 +174,7 @@ impl Drop for AtomicDir {
 
 /// Opens a file for reading, decompressing it when its name ends in `.gz` (unbuffered: for
 /// readers that take large blocks at a time).
-pub fn open_raw(path: &Path) -> Result<Box<dyn Read>> {
+pub fn open_raw(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
