@@ -39,8 +39,10 @@ pub struct TrainBaselineArgs {
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Passes over the training data (train.epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Seed of the training order (train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     #[command(flatten)]

@@ -74,14 +74,19 @@ pub struct PretrainArgs {
     /// full (every weight) or lora (model.trained).
     #[arg(long, value_enum)]
     pub trained: Option<TrainedWeights>,
+    /// Optimiser steps (train.max_steps).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Peak learning rate, decayed linearly to 0 (train.lr).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Tokens per training row (model.seq_len).
     #[arg(long)]
     pub seq_len: Option<usize>,
+    /// Rows per forward pass (train.micro_batch).
     #[arg(long)]
     pub micro_batch: Option<usize>,
+    /// Seed of the data order, dropout, adapters and random: weights (train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     /// f32, bf16 or f16 (model.dtype).
