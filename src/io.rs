@@ -172,6 +172,12 @@ impl Drop for AtomicDir {
     }
 }
 
+/// A folder's resolved absolute path, so a run records an input it finds again from any working
+/// directory; a missing folder is an error naming it.
+pub fn absolute_folder(path: &Path) -> Result<PathBuf> {
+    fs::canonicalize(path).with_context(|| format!("{}: no such folder", path.display()))
+}
+
 /// Opens a file for reading, decompressing it when its name ends in `.gz` (unbuffered: for
 /// readers that take large blocks at a time).
 pub fn open_raw(path: &Path) -> Result<Box<dyn Read + Send>> {

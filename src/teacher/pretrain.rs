@@ -9,11 +9,11 @@ use super::lora::{DropoutKey, LoraConfig, Pass};
 use super::run::{BEST, LAST};
 use super::steps::{self, Checkpoints, Order, RunState, Schedule, Trainee, Validation};
 use super::tokenizer::PromptTokenizer;
-use super::weights::BaseModel;
+use super::weights::{recorded_base, BaseModel};
 use crate::config::{flag, ConfigArgs};
 use crate::data::record::read_records;
 use crate::io::output::{OutputKind, RunArgs, RunDir};
-use crate::io::TrainLog;
+use crate::io::{absolute_folder, TrainLog};
 use crate::nn::adamw::accumulate;
 use crate::nn::device::{DeviceSpec, Precision};
 use anyhow::{bail, ensure, Context, Result};
@@ -102,27 +102,18 @@ pub struct PretrainArgs {
     pub config: ConfigArgs,
 }
 
-/// A folder recorded absolutely, so a resumed run finds it from any working directory.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(path).with_context(|| format!("{}: no such folder", path.display()))
-}
-
 impl PretrainArgs {
     fn flags(&self) -> Result<Vec<String>> {
         let mut flags = Vec::new();
         if let Some(v) = &self.model {
-            let local = Path::new(v).is_dir();
-            flags.push(flag(
-                "model.base",
-                if local { absolute(Path::new(v))?.display().to_string() } else { v.clone() },
-            ));
+            flags.push(flag("model.base", recorded_base(v)?));
         }
         flags.extend(self.revision.iter().map(|v| flag("model.revision", v)));
         if let Some(dir) = &self.corpus {
-            flags.push(flag("corpus.text", absolute(dir)?));
+            flags.push(flag("corpus.text", absolute_folder(dir)?));
         }
         if let Some(dir) = &self.records {
-            flags.push(flag("corpus.records", absolute(dir)?));
+            flags.push(flag("corpus.records", absolute_folder(dir)?));
         }
         flags.extend(self.trained.iter().map(|v| flag("model.trained", v)));
         flags.extend(self.seq_len.iter().map(|&v| flag("model.seq_len", v)));
@@ -139,12 +130,19 @@ impl PretrainArgs {
     /// --max-steps may change.
     pub fn effective_config(&self) -> Result<PretrainConfig> {
         let flags = self.flags()?;
-        let cfg: PretrainConfig = match &self.run.resume {
+        let mut cfg: PretrainConfig = match &self.run.resume {
             Some(run) => crate::config::resume(run, &self.config, &flags, &["train.max_steps"])?,
             None => crate::config::resolve(DEFAULT_CONFIG, &self.config, &flags)?,
         };
+        ensure!(!cfg.model.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
+        // Inputs named by --config or --set are recorded absolutely too, as the flags' are.
+        cfg.model.base = recorded_base(&cfg.model.base)?;
+        for folder in [&mut cfg.corpus.text, &mut cfg.corpus.records] {
+            if !folder.as_os_str().is_empty() {
+                *folder = absolute_folder(folder)?;
+            }
+        }
         let (m, c, t) = (&cfg.model, &cfg.corpus, &cfg.train);
-        ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
         ensure!(
             !c.text.as_os_str().is_empty() || !c.records.as_os_str().is_empty(),
             "no corpus: give --corpus DIR (.txt files) and/or --records DATA_DIR (its train prompts)"

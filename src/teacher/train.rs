@@ -12,7 +12,7 @@ use super::model::TeacherModel;
 use super::peft::{self, TeacherMeta};
 use super::run::{BEST, LAST};
 use super::steps::{self, Checkpoints, Order, RunState, Schedule, Trainee, Validation};
-use super::weights::BaseModel;
+use super::weights::{recorded_base, BaseModel};
 use crate::config::ConfigArgs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::Vocab;
@@ -149,13 +149,7 @@ impl TrainTeacherArgs {
         use crate::config::flag;
         let mut flags = Vec::new();
         if let Some(v) = &self.model {
-            // A local folder is recorded absolutely so the checkpoint loads from any working directory.
-            let base = if Path::new(v).is_dir() {
-                std::fs::canonicalize(v)?.to_string_lossy().into_owned()
-            } else {
-                v.clone()
-            };
-            flags.push(flag("model.base", base));
+            flags.push(flag("model.base", recorded_base(v)?));
         }
         flags.extend(self.revision.iter().map(|v| flag("model.revision", v.as_str())));
         flags.extend(self.dtype.iter().map(|v| flag("model.dtype", v)));
@@ -182,9 +176,7 @@ impl TrainTeacherArgs {
         };
         let m = &mut cfg.model;
         ensure!(!m.base.is_empty(), "no base model: give --model DIR|HUB_ID|random:SHAPE");
-        if Path::new(&m.base).is_dir() {
-            m.base = std::fs::canonicalize(&m.base)?.to_string_lossy().into_owned();
-        }
+        m.base = recorded_base(&m.base)?;
         cfg.train.schedule(None).check()?;
         Ok(cfg)
     }

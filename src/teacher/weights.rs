@@ -14,6 +14,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// `--model` as a run records it: a local folder absolutely (so the run loads it from any working
+/// directory), a hub id or `random:SHAPE` as given.
+pub fn recorded_base(model: &str) -> Result<String> {
+    if Path::new(model).is_dir() {
+        Ok(crate::io::absolute_folder(Path::new(model))?.to_string_lossy().into_owned())
+    } else {
+        Ok(model.to_string())
+    }
+}
+
 /// A resolved base model: its config, tokenizer and weights.
 pub struct BaseModel {
     pub config: LlamaConfig,
