@@ -14,7 +14,7 @@ pub mod lr;
 
 use crate::config::{flag, ConfigArgs};
 use crate::data::record::{read_records, Record};
-use crate::data::vocab::Vocab;
+use crate::data::vocab::{check_records_vocabulary, Vocab};
 use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
@@ -146,8 +146,8 @@ impl BaselineScorer {
         &self.vocab
     }
 
-    /// Scores the records of `records` (checked against `data`'s vocabulary when given), handing each
-    /// record's probabilities to `write` in input order.
+    /// Scores the records of `records` (checked against `data`'s vocabulary, or one beside the file),
+    /// handing each record's probabilities to `write` in input order.
     pub fn score(
         &self,
         records: &Path,
@@ -155,14 +155,7 @@ impl BaselineScorer {
         batch_size: Option<usize>,
         mut write: impl FnMut(u64, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        if let Some(data) = data {
-            let theirs = Vocab::load(&data.join("vocab.json"))?.fingerprint();
-            ensure!(
-                theirs == self.vocab.fingerprint(),
-                "{}/vocab.json is not the vocabulary the baseline was trained with",
-                data.display()
-            );
-        }
+        check_records_vocabulary(data, records, &self.vocab.fingerprint())?;
         let records: Vec<Record> = read_records(records)?;
         for chunk in records.chunks(batch_size.unwrap_or(512).max(1)) {
             let probs = self.model.probabilities(chunk)?;

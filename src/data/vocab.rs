@@ -1,10 +1,33 @@
 //! `vocab.json`: the code vocabularies and profile values. The medication list order is the order of
 //! every probability vector the models produce.
 
-use anyhow::Result;
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// Refuses records built with another vocabulary than the model's (`fingerprint`): the data folder's
+/// `vocab.json` (or, for a records file given alone, one beside it) must match. Returns whether a
+/// vocabulary was there to compare (a lone records file may have none).
+pub fn check_records_vocabulary(data: Option<&Path>, records_path: &Path, fingerprint: &str) -> Result<bool> {
+    let beside = match (data, records_path.parent()) {
+        (Some(dir), _) => dir.join("vocab.json"),
+        (None, Some(parent)) => parent.join("vocab.json"),
+        (None, None) => return Ok(false),
+    };
+    if !beside.is_file() {
+        ensure!(data.is_none(), "{} not found: a data folder needs its vocab.json", beside.display());
+        return Ok(false);
+    }
+    let theirs = Vocab::load(&beside)?.fingerprint();
+    if theirs != fingerprint {
+        bail!(
+            "{} (fingerprint {theirs}) is not the vocabulary the model was trained with (fingerprint {fingerprint}); these records cannot be scored by this model",
+            beside.display()
+        );
+    }
+    Ok(true)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeEntry {

@@ -6,11 +6,11 @@ use super::checkpoint::TrainedStudent;
 use super::config::StudentConfig;
 use super::model::{Dropout, StudentNet};
 use crate::data::record::Record;
-use crate::data::vocab::Vocab;
+use crate::data::vocab::{check_records_vocabulary, Vocab};
 use crate::io::JsonLines;
 use crate::nn::{ops, parallel};
 use crate::progress;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device};
 use std::path::Path;
 use std::sync::mpsc;
@@ -56,29 +56,6 @@ fn run_config(run_dir: &Path) -> Result<StudentConfig> {
     crate::config::load(&text, &Default::default())
 }
 
-/// Refuses records built with another vocabulary: the data folder's (or, for `--records`, a
-/// `vocab.json` beside the file) must have the checkpoint's fingerprint.
-fn check_vocabulary(data: Option<&Path>, records_path: &Path, student: &TrainedStudent) -> Result<bool> {
-    let beside = match (data, records_path.parent()) {
-        (Some(dir), _) => dir.join("vocab.json"),
-        (None, Some(parent)) => parent.join("vocab.json"),
-        (None, None) => return Ok(false),
-    };
-    if !beside.is_file() {
-        ensure!(data.is_none(), "{} not found: a data folder needs its vocab.json", beside.display());
-        return Ok(false);
-    }
-    let theirs = Vocab::load(&beside)?.fingerprint();
-    if theirs != student.info.vocab_fingerprint {
-        bail!(
-            "{} (fingerprint {theirs}) is not the vocabulary the model was trained with (fingerprint {}); these records cannot be scored by this model",
-            beside.display(),
-            student.info.vocab_fingerprint
-        );
-    }
-    Ok(true)
-}
-
 /// A trained student run, loaded for scoring.
 pub struct StudentScorer {
     student: TrainedStudent,
@@ -105,7 +82,7 @@ impl StudentScorer {
         write: impl FnMut(u64, &[f32]) -> Result<()> + Send,
     ) -> Result<()> {
         let (student, cfg) = (&self.student, &self.cfg);
-        let vocab_checked = check_vocabulary(data, records_path, student)?;
+        let vocab_checked = check_records_vocabulary(data, records_path, &student.info.vocab_fingerprint)?;
         let batch_size = batch_size.unwrap_or(cfg.predict.batch_size);
         let threads = parallel::threads(cfg.threads);
         let codes = CodeVocab::new(&student.vocab);
