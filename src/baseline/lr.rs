@@ -86,13 +86,17 @@ impl Features {
     }
 }
 
+/// `x · Wᵀ + b`: one logit per medication for each multi-hot row of `x`.
+fn logits(weight: &Tensor, bias: &Tensor, x: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?)
+}
+
 /// The scikit-learn objective over one batch, scaled: mean BCE over the batch's entries plus
 /// ‖W‖² / (2·C·N·M) for N training samples (the bias is not penalised).
 pub fn objective(weight: &Tensor, bias: &Tensor, x: &Tensor, y: &Tensor, c: f64, n: usize) -> Result<Tensor> {
-    let logits = x.matmul(&weight.t()?)?.broadcast_add(bias)?;
     let m = weight.dim(0)?;
     let penalty = (weight.sqr()?.sum_all()? / (2.0 * c * n as f64 * m as f64))?;
-    Ok((crate::nn::loss::bce_with_logits(&logits, y)? + penalty)?)
+    Ok((crate::nn::loss::bce_with_logits(&logits(weight, bias, x)?, y)? + penalty)?)
 }
 
 /// A trained LR, for scoring.
@@ -124,7 +128,7 @@ impl LrModel {
             records.iter().map(|r| r.visits.last().map(|v| self.features.of(v)).unwrap_or_default()).collect();
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
         let x = self.features.multi_hot(&refs, &Device::Cpu)?;
-        let logits = x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let logits = logits(&self.weight, &self.bias, &x)?;
         Ok(candle_nn::ops::sigmoid(&logits)?.flatten_all()?.to_vec1()?)
     }
 }
