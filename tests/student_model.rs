@@ -5,11 +5,12 @@ mod student_support;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use leader::nn::gradcheck;
+use leader::nn::layers::Dropout;
 use leader::nn::params::SeededVarMap;
 use leader::student::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use leader::student::config::{LossConfig, ModelDims};
 use leader::student::losses::{self, TrainingHeads};
-use leader::student::model::{Dropout, ModelShape, StudentNet};
+use leader::student::model::{ModelShape, StudentNet};
 use student_support::*;
 
 fn tiny_dims(dropout: f64) -> ModelDims {

@@ -1,8 +1,8 @@
 //! `leader train-baseline`: classic medication-recommendation models trained on the very records,
 //! split and vocabularies LEADER uses, scored by `leader predict --model RUN` and evaluated by
 //! `leader eval` with the same metrics, single-visit patients included (the original baselines'
-//! code drops patients with one admission). Implemented: [`lr`]. RETAIN, GAMENet, MICRON and the
-//! Transformer are not written yet; SafeDrug and MoleRec need drug structures (SMILES), which no
+//! code drops patients with one admission). Each model says what it is ([`model::Model`]); one
+//! loop trains them all ([`train`]). SafeDrug and MoleRec need drug structures (SMILES), which no
 //! input of ours carries, and are left out.
 //!
 //! A run folder: `config.toml`, `vocab.json`, `baseline.json` (what was trained and on which
@@ -11,13 +11,18 @@
 //! from which `--resume RUN` continues bit for bit) and `train_log.jsonl`.
 
 pub mod lr;
+pub mod model;
+pub mod train;
+pub mod visits;
 
 use crate::config::{flag, ConfigArgs};
+use crate::data::ddi::DdiPairs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::{check_records_vocabulary, Vocab};
 use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, ValueEnum};
+use model::{BaselineConfig, Model, TrainingData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -29,12 +34,20 @@ pub enum BaselineKind {
     Lr,
 }
 
+impl BaselineKind {
+    /// The name `--model` takes.
+    pub fn name(self) -> String {
+        self.to_possible_value().expect("no kind is skipped").get_name().to_string()
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainBaselineArgs {
     /// Which baseline (config: `configs/baseline-NAME.toml`); on --resume, the run's.
     #[arg(long = "model", value_enum)]
     pub kind: Option<BaselineKind>,
-    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
+    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json; ddi.json where the model
+    /// uses one); on --resume, the run's.
     #[arg(long)]
     pub data: Option<PathBuf>,
     #[command(flatten)]
@@ -42,14 +55,15 @@ pub struct TrainBaselineArgs {
     /// Passes over the training data (train.epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Seed of the training order (train.seed).
+    /// Seed of the initial weights, the training order and dropout (train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
 
-/// What `baseline.json` records: the model and the vocabulary it was trained on.
+/// What `baseline.json` records: the model and the vocabulary it was trained on, and its best
+/// epoch so far (0 until the first epoch ends).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineInfo {
     pub kind: BaselineKind,
@@ -60,7 +74,7 @@ pub struct BaselineInfo {
 
 pub const INFO: &str = "baseline.json";
 
-/// The data folder's files a baseline run reads.
+/// The data folder's files a baseline run reads (`ddi.json` too where it exists).
 const DATA_FILES: [&str; 3] = ["vocab.json", "train.jsonl", "valid.jsonl"];
 
 /// Whether `run` is a baseline run (for `leader predict --model`).
@@ -87,59 +101,108 @@ pub fn run_train_baseline(args: &TrainBaselineArgs) -> Result<()> {
 
 /// Trains (or resumes) a baseline run as `args` say.
 pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
-    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
-    flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
-    let (kind, cfg, inputs, mut run) = match (&args.run.resume, &args.run.out) {
-        (Some(run), _) => {
+    let kind = match &args.run.resume {
+        Some(run) => {
             let info: BaselineInfo = crate::io::read_json(&run.join(INFO))?;
             if let Some(kind) = args.kind.filter(|k| *k != info.kind) {
-                bail!("--resume {}: the run trains {:?}, not {kind:?}", run.display(), info.kind);
+                bail!("--resume {}: the run trains {}, not {}", run.display(), info.kind.name(), kind.name());
             }
-            let cfg: lr::LrConfig = crate::config::resume(run, &args.config, &flags, &["train.epochs"])?;
+            info.kind
+        }
+        None => args.kind.with_context(|| format!("give --model NAME ({})", kind_names()))?,
+    };
+    match kind {
+        BaselineKind::Lr => train_model::<lr::Lr>(args),
+    }
+}
+
+fn kind_names() -> String {
+    BaselineKind::value_variants().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// [`train_baseline`] for model `M`.
+fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
+    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
+    flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
+    let (cfg, inputs, mut run) = match (&args.run.resume, &args.run.out) {
+        (Some(run), _) => {
+            let cfg: BaselineConfig<M::Dims> = crate::config::resume(run, &args.config, &flags, &["train.epochs"])?;
             let inputs = RunInputs::for_resume(run, args.data.as_deref(), &DATA_FILES)?;
-            (info.kind, cfg, inputs, RunDir::resume(run, OutputKind::TrainBaseline)?)
+            (cfg, inputs, RunDir::resume(run, OutputKind::TrainBaseline)?)
         }
         (None, Some(out)) => {
-            let kind = args.kind.context("give --model NAME (lr)")?;
-            let cfg: lr::LrConfig = crate::config::resolve(lr::DEFAULT_CONFIG, &args.config, &flags)?;
+            let cfg: BaselineConfig<M::Dims> = crate::config::resolve(M::DEFAULT_CONFIG, &args.config, &flags)?;
             RunDir::check(out, OutputKind::TrainBaseline, args.run.overwrite)?;
             let inputs = RunInputs::of(args.data.as_deref().context("give --data DIR")?, &DATA_FILES)?;
             let mut dir = RunDir::create(out, OutputKind::TrainBaseline, args.run.overwrite)?;
             inputs.save(&mut dir)?;
-            (kind, cfg, inputs, dir)
+            (cfg, inputs, dir)
         }
         (None, None) => bail!("give --out RUN (a new run) or --resume RUN"),
     };
-    let BaselineKind::Lr = kind;
     let data = &inputs.data;
     let vocab = Vocab::load(&data.join("vocab.json"))?;
     let train = read_records(&data.join("train.jsonl"))?;
     let valid = read_records(&data.join("valid.jsonl"))?;
     ensure!(!train.is_empty() && !valid.is_empty(), "{}: train and valid splits need records", data.display());
-    let summary = lr::train(&cfg, &vocab, &train, &valid, &mut run, args.run.resume.is_some())?;
+    let ddi_path = data.join("ddi.json");
+    let ddi = if ddi_path.is_file() { Some(DdiPairs::load(&ddi_path)?) } else { None };
+    let resume = args.run.resume.is_some();
+    if !resume {
+        vocab.save(&run.entry("vocab.json")?)?;
+        // Written now so that a run interrupted before its first epoch ends can be resumed.
+        let info = BaselineInfo {
+            kind: M::KIND,
+            vocab_fingerprint: vocab.fingerprint(),
+            best_epoch: 0,
+            best_valid_prauc: 0.0,
+        };
+        crate::io::write_json(&run.entry(INFO)?, &info)?;
+    }
+    let training = TrainingData { vocab: &vocab, train: &train, ddi: ddi.as_ref() };
+    let summary = train::train::<M>(&cfg, &training, &valid, &mut run, resume)?;
     if summary.epochs_done == cfg.train.epochs {
         run.finish()?;
     }
     Ok(summary)
 }
 
+/// Scoring, whatever the model.
+trait Scores {
+    fn probabilities(&self, records: &[Record]) -> Result<Vec<f32>>;
+}
+
+impl<M: Model> Scores for M {
+    fn probabilities(&self, records: &[Record]) -> Result<Vec<f32>> {
+        train::probabilities(self, records)
+    }
+}
+
+fn load_model<M: Model + 'static>(run: &Path, vocab: &Vocab) -> Result<Box<dyn Scores>> {
+    let cfg: BaselineConfig<M::Dims> = crate::config::resume(run, &ConfigArgs::default(), &[], &[])?;
+    Ok(Box::new(train::load::<M>(run, &cfg.model, vocab)?))
+}
+
 /// A trained baseline, loaded for scoring.
 pub struct BaselineScorer {
-    model: lr::LrModel,
+    model: Box<dyn Scores>,
     vocab: Vocab,
 }
 
 impl BaselineScorer {
     pub fn load(run: &Path) -> Result<Self> {
         let info: BaselineInfo = crate::io::read_json(&run.join(INFO))?;
+        ensure!(info.best_epoch > 0, "{}: the run has not finished an epoch yet (resume it)", run.display());
         let vocab = Vocab::load(&run.join("vocab.json"))?;
         ensure!(
             vocab.fingerprint() == info.vocab_fingerprint,
             "{}: vocab.json does not match the fingerprint in {INFO}",
             run.display()
         );
-        let BaselineKind::Lr = info.kind;
-        Ok(Self { model: lr::LrModel::load(&run.join(lr::MODEL), &vocab)?, vocab })
+        let model = match info.kind {
+            BaselineKind::Lr => load_model::<lr::Lr>(run, &vocab)?,
+        };
+        Ok(Self { model, vocab })
     }
 
     pub fn vocab(&self) -> &Vocab {

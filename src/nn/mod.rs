@@ -6,6 +6,7 @@
 pub mod adamw;
 pub mod device;
 pub mod gradcheck;
+pub mod layers;
 pub mod loss;
 pub mod ops;
 pub mod parallel;

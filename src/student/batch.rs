@@ -3,7 +3,7 @@
 
 use crate::data::record::Record;
 use crate::data::vocab::Vocab;
-use crate::nn::ops::SetOffsets;
+pub use crate::nn::layers::Packing;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -157,37 +157,6 @@ impl CodeVocab {
             labels.dedup();
         }
         Ok(EncodedRecord { subject_id: record.subject_id, diagnoses, procedures, prior_medications, profile, labels })
-    }
-}
-
-/// Rows of different lengths (code sets, visit streams) packed without padding: every layer runs on
-/// the packed tokens [T, d], row after row, and attention keeps each row's tokens to themselves.
-#[derive(Debug, Clone)]
-pub struct Packing {
-    pub rows: usize,
-    pub tokens: usize,
-    /// Each row's token range.
-    pub sets: SetOffsets,
-    /// [T] u32: the row of each token, and [T, 1] its weight 1/len(row) in the row's mean.
-    pub token_row: Tensor,
-    pub token_weight: Tensor,
-}
-
-impl Packing {
-    pub fn from_lengths(lengths: &[usize], dtype: DType, device: &Device) -> Result<Self> {
-        let tokens: usize = lengths.iter().sum();
-        let (mut token_row, mut token_weight) = (Vec::with_capacity(tokens), Vec::with_capacity(tokens));
-        for (row, &len) in lengths.iter().enumerate() {
-            token_row.extend(std::iter::repeat_n(row as u32, len));
-            token_weight.extend(std::iter::repeat_n(1.0 / len as f32, len));
-        }
-        Ok(Self {
-            rows: lengths.len(),
-            tokens,
-            sets: SetOffsets::from_lengths(lengths),
-            token_row: Tensor::from_vec(token_row, tokens, device)?,
-            token_weight: Tensor::from_vec(token_weight, (tokens, 1), device)?.to_dtype(dtype)?,
-        })
     }
 }
 

@@ -34,6 +34,20 @@ pub struct ModelDims {
     pub max_codes: usize,
 }
 
+impl ModelDims {
+    /// The set and visit encoders' block sizes.
+    pub fn block(&self) -> crate::nn::layers::BlockDims {
+        crate::nn::layers::BlockDims {
+            hidden: self.hidden,
+            heads: self.heads,
+            ffn: self.ffn,
+            hidden_dropout: self.hidden_dropout,
+            attention_dropout: self.attention_dropout,
+            layer_norm_eps: self.layer_norm_eps,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossConfig {

@@ -3,7 +3,8 @@
 
 use super::batch::Batch;
 use super::config::LossConfig;
-use super::model::{torch_linear, Dropout, Output, StudentNet};
+use super::model::{Output, StudentNet};
+use crate::nn::layers::{torch_linear, Dropout};
 use crate::nn::loss::bce_with_logits;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};

@@ -4,190 +4,11 @@
 //! differentiable ops of [`crate::nn::ops`]; scoring a trained model only adds what needs no
 //! gradient (per-code Q/K/V tables, in-place bias and GELU), tested equal to the training path.
 
-use super::batch::{Batch, CodeSets, Packing};
+use super::batch::{Batch, CodeSets};
 use super::config::ModelDims;
-use crate::nn::ops;
-use crate::nn::rng::TensorRng;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, Embedding, Init, Linear, VarBuilder};
-
-/// A linear layer initialised like PyTorch's `nn.Linear` (weight and bias uniform in ±1/√fan_in), as
-/// the reference is; candle's `linear` draws Kaiming-normal weights about 2.4 times larger.
-pub fn torch_linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    let bound = 1.0 / (in_dim as f64).sqrt();
-    let init = Init::Uniform { lo: -bound, up: bound };
-    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
-    let bias = if bias { Some(vb.get_with_hints(out_dim, "bias", init)?) } else { None };
-    Ok(Linear::new(weight, bias))
-}
-
-/// Dropout of a forward pass: active only when it holds a random stream (training).
-pub struct Dropout<'a> {
-    rng: Option<&'a mut TensorRng>,
-}
-
-impl<'a> Dropout<'a> {
-    /// No dropout (scoring, gradient checks).
-    pub fn off() -> Self {
-        Self { rng: None }
-    }
-
-    /// Training: dropout drawn from `rng`.
-    pub fn on(rng: &'a mut TensorRng) -> Self {
-        Self { rng: Some(rng) }
-    }
-
-    /// Inverted-dropout scales for `len` values, or `None` when off.
-    fn mask(&mut self, len: usize, p: f64, dtype: DType, device: &Device) -> Result<Option<Tensor>> {
-        match &mut self.rng {
-            Some(rng) if p > 0.0 => Ok(Some(rng.dropout_mask(len, p, dtype, device)?)),
-            _ => Ok(None),
-        }
-    }
-
-    fn apply(&mut self, x: &Tensor, p: f64) -> Result<Tensor> {
-        match &mut self.rng {
-            Some(rng) => rng.dropout(x, p),
-            None => Ok(x.clone()),
-        }
-    }
-}
-
-/// Affine layer norm over the last dim.
-pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    pub fn new(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
-        let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
-        Ok(Self { weight, bias, eps })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-}
-
-/// Multi-head self-attention with a key mask (bias-free Q/K/V, output projection with bias).
-pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-}
-
-/// `x` [.., k] times the transpose of `weight` [n, k] as one 2-D matmul → [.., n].
-fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (rows, k) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
-    let mut dims = x.dims().to_vec();
-    *dims.last_mut().expect("x has a last dim") = weight.dim(0)?;
-    x.reshape((rows, k))?.matmul(&weight.t()?)?.reshape(dims)
-}
-
-/// `layer` applied to `x` [.., k] as one 2-D matmul: candle's `Linear` broadcasts its weight over
-/// the leading dims of a 3-D input and runs one small matmul per set (and as many in backward).
-fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
-    let y = project(x, layer.weight())?;
-    match layer.bias() {
-        // The matmul's output is ours alone: without gradients, the bias goes in place.
-        Some(bias) if !y.track_op() && !bias.track_op() => {
-            ops::add_bias_in_place(&y, bias)?;
-            Ok(y)
-        }
-        Some(bias) => ops::add_bias(&y, bias),
-        None => Ok(y),
-    }
-}
-
-/// GELU of `layer` applied to `x`, in place on the fresh output when no gradient is needed.
-fn linear_gelu(x: &Tensor, layer: &Linear) -> Result<Tensor> {
-    let y = linear(x, layer)?;
-    if y.track_op() {
-        return ops::gelu(&y);
-    }
-    ops::gelu_in_place(&y)?;
-    Ok(y)
-}
-
-impl Attention {
-    pub fn new(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
-        Ok(Self {
-            q: torch_linear(d, d, false, vb.pp("q"))?,
-            k: torch_linear(d, d, false, vb.pp("k"))?,
-            v: torch_linear(d, d, false, vb.pp("v"))?,
-            out: torch_linear(d, d, true, vb.pp("out"))?,
-            heads,
-        })
-    }
-
-    /// Queries, keys and values of `x` [T, d] side by side, [T, 3d], in one matmul; the parameters
-    /// stay three (same names, same initial draws).
-    fn qkv(&self, x: &Tensor) -> Result<Tensor> {
-        project(x, &Tensor::cat(&[self.q.weight(), self.k.weight(), self.v.weight()], 0)?)
-    }
-
-    /// Attention given the packed tokens' `qkv` [T, 3d]; each token attends to its own row.
-    pub fn forward(&self, qkv: &Tensor, packing: &Packing, p_drop: f64, drop: &mut Dropout) -> Result<Tensor> {
-        let dropout = drop.mask(packing.sets.probability_count(self.heads), p_drop, qkv.dtype(), qkv.device())?;
-        linear(&ops::packed_attention(qkv, &packing.sets, self.heads, dropout)?, &self.out)
-    }
-}
-
-/// The reference's pre-LN transformer block (§4.4): tanh-GELU FFN and an extra dropout on the output.
-pub struct TransformerBlock {
-    ln1: LayerNorm,
-    attention: Attention,
-    ln2: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    p_hidden: f64,
-    p_attention: f64,
-}
-
-impl TransformerBlock {
-    pub fn new(vb: VarBuilder, cfg: &ModelDims) -> Result<Self> {
-        let d = cfg.hidden;
-        Ok(Self {
-            ln1: LayerNorm::new(vb.pp("ln1"), d, cfg.layer_norm_eps)?,
-            attention: Attention::new(vb.pp("attention"), d, cfg.heads)?,
-            ln2: LayerNorm::new(vb.pp("ln2"), d, cfg.layer_norm_eps)?,
-            ffn_in: torch_linear(d, cfg.ffn, true, vb.pp("ffn_in"))?,
-            ffn_out: torch_linear(cfg.ffn, d, true, vb.pp("ffn_out"))?,
-            p_hidden: cfg.hidden_dropout,
-            p_attention: cfg.attention_dropout,
-        })
-    }
-
-    /// `x` [T, d], the packed tokens of `packing`'s rows.
-    pub fn forward(&self, x: &Tensor, packing: &Packing, drop: &mut Dropout) -> Result<Tensor> {
-        self.forward_from_qkv(x, &self.first_qkv(x)?, packing, drop)
-    }
-
-    /// What the block first computes from each row of `x` alone: Q, K and V of its layer norm.
-    fn first_qkv(&self, x: &Tensor) -> Result<Tensor> {
-        self.attention.qkv(&self.ln1.forward(x)?)
-    }
-
-    /// [`Self::forward`] with `qkv` = [`Self::first_qkv`] of `x` given.
-    fn forward_from_qkv(&self, x: &Tensor, qkv: &Tensor, packing: &Packing, drop: &mut Dropout) -> Result<Tensor> {
-        let attended = self.attention.forward(qkv, packing, self.p_attention, drop)?;
-        let x = (x + drop.apply(&attended, self.p_hidden)?)?;
-        let inner = drop.apply(&linear_gelu(&self.ln2.forward(&x)?, &self.ffn_in)?, self.p_hidden)?;
-        let x = (&x + drop.apply(&linear(&inner, &self.ffn_out)?, self.p_hidden)?)?;
-        drop.apply(&x, self.p_hidden)
-    }
-}
-
-/// The mean of each row's tokens, `x` [T, d] → [N, d]; empty rows give zeros.
-pub fn row_means(x: &Tensor, packing: &Packing) -> Result<Tensor> {
-    let weighted = x.broadcast_mul(&packing.token_weight)?;
-    Tensor::zeros((packing.rows, x.dim(1)?), x.dtype(), x.device())?.index_add(&packing.token_row, &weighted, 0)
-}
+use crate::nn::layers::{row_means, torch_linear, Dropout, TransformerBlock};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{embedding, Embedding, Linear, VarBuilder};
 
 /// Profile encoder: one embedding per field, concatenated and projected to d by the medication head
 /// (the reference builds the medication prompt with `diag_head`, §7.9; ours has only the head it uses).
@@ -269,10 +90,10 @@ impl StudentNet {
         let d = cfg.hidden;
         Ok(Self {
             codes: embedding(shape.num_codes, d, vb.pp("codes"))?,
-            diagnosis_set: TransformerBlock::new(vb.pp("diagnosis_set"), cfg)?,
-            procedure_set: TransformerBlock::new(vb.pp("procedure_set"), cfg)?,
-            medication_set: TransformerBlock::new(vb.pp("medication_set"), cfg)?,
-            visit: TransformerBlock::new(vb.pp("visit"), cfg)?,
+            diagnosis_set: TransformerBlock::new(vb.pp("diagnosis_set"), &cfg.block())?,
+            procedure_set: TransformerBlock::new(vb.pp("procedure_set"), &cfg.block())?,
+            medication_set: TransformerBlock::new(vb.pp("medication_set"), &cfg.block())?,
+            visit: TransformerBlock::new(vb.pp("visit"), &cfg.block())?,
             profile: ProfileEncoder::new(vb.pp("profile"), &shape.profile_sizes, d)?,
             head_hidden: torch_linear(3 * d, 2 * d, true, vb.pp("head_hidden"))?,
             head_out: torch_linear(2 * d, shape.num_medications, true, vb.pp("head_out"))?,

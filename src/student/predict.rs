@@ -4,10 +4,11 @@
 use super::batch::{Batch, CodeVocab, EncodeStats, EncodedRecord};
 use super::checkpoint::TrainedStudent;
 use super::config::StudentConfig;
-use super::model::{Dropout, StudentNet};
+use super::model::StudentNet;
 use crate::data::record::Record;
 use crate::data::vocab::{check_records_vocabulary, Vocab};
 use crate::io::JsonLines;
+use crate::nn::layers::Dropout;
 use crate::nn::{ops, parallel};
 use crate::progress;
 use anyhow::{ensure, Context, Result};
