@@ -12,6 +12,7 @@
 
 pub mod lr;
 pub mod model;
+pub mod retain;
 pub mod train;
 pub mod visits;
 
@@ -32,6 +33,8 @@ use std::path::{Path, PathBuf};
 pub enum BaselineKind {
     /// One-vs-rest logistic regression on a visit's diagnoses and procedures.
     Lr,
+    /// RETAIN: reverse-time two-level attention over visits.
+    Retain,
 }
 
 impl BaselineKind {
@@ -113,6 +116,7 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     };
     match kind {
         BaselineKind::Lr => train_model::<lr::Lr>(args),
+        BaselineKind::Retain => train_model::<retain::Retain>(args),
     }
 }
 
@@ -201,6 +205,7 @@ impl BaselineScorer {
         );
         let model = match info.kind {
             BaselineKind::Lr => load_model::<lr::Lr>(run, &vocab)?,
+            BaselineKind::Retain => load_model::<retain::Retain>(run, &vocab)?,
         };
         Ok(Self { model, vocab })
     }

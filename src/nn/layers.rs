@@ -87,7 +87,7 @@ fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 /// `layer` applied to `x` [.., k] as one 2-D matmul: candle's `Linear` broadcasts its weight over
 /// the leading dims of a 3-D input and runs one small matmul per set (and as many in backward).
-fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+pub fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
     let y = project(x, layer.weight())?;
     match layer.bias() {
         // The matmul's output is ours alone: without gradients, the bias goes in place.
@@ -270,5 +270,44 @@ impl Gru {
             outputs.push(h.clone());
         }
         Tensor::stack(&outputs, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::params::SeededVarMap;
+
+    /// PyTorch's GRU equations, step by step in plain f64, against [`Gru::forward`].
+    #[test]
+    fn gru_computes_pytorchs_recurrence() {
+        let params = SeededVarMap::new(9);
+        let gru = Gru::new(params.var_builder(DType::F64, &Device::Cpu), 3, 2).unwrap();
+        let x: Vec<f64> = (0..2 * 3 * 3).map(|i| ((i * 7 % 11) as f64 - 5.0) / 4.0).collect();
+        let out = gru.forward(&Tensor::from_vec(x.clone(), (2, 3, 3), &Device::Cpu).unwrap()).unwrap();
+        let out: Vec<Vec<Vec<f64>>> = out.to_vec3().unwrap();
+        let get = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let (wi, bi) = (get(gru.input.weight()), get(gru.input.bias().unwrap()));
+        let (wh, bh) = (get(gru.recurrent.weight()), get(gru.recurrent.bias().unwrap()));
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        for b in 0..2 {
+            let mut h = [0.0f64; 2];
+            for t in 0..3 {
+                let xt = &x[(b * 3 + t) * 3..(b * 3 + t + 1) * 3];
+                let gi = |row: usize| bi[row] + (0..3).map(|k| wi[row * 3 + k] * xt[k]).sum::<f64>();
+                let gh = |row: usize| bh[row] + (0..2).map(|k| wh[row * 2 + k] * h[k]).sum::<f64>();
+                let mut next = [0.0; 2];
+                for j in 0..2 {
+                    let r = sigmoid(gi(j) + gh(j));
+                    let z = sigmoid(gi(2 + j) + gh(2 + j));
+                    let n = (gi(4 + j) + r * gh(4 + j)).tanh();
+                    next[j] = (1.0 - z) * n + z * h[j];
+                }
+                h = next;
+                for j in 0..2 {
+                    assert!((out[b][t][j] - h[j]).abs() < 1e-12, "row {b} step {t}: {} vs {}", out[b][t][j], h[j]);
+                }
+            }
+        }
     }
 }
