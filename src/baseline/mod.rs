@@ -10,6 +10,8 @@
 //! `checkpoint.safetensors` (the latest weights, optimiser state and progress, in one atomic file,
 //! from which `--resume RUN` continues bit for bit) and `train_log.jsonl`.
 
+pub mod gamenet;
+pub mod losses;
 pub mod lr;
 pub mod model;
 pub mod retain;
@@ -35,6 +37,8 @@ pub enum BaselineKind {
     Lr,
     /// RETAIN: reverse-time two-level attention over visits.
     Retain,
+    /// GAMENet: graph-augmented memory of co-prescriptions and DDIs, DDI-aware training.
+    Gamenet,
 }
 
 impl BaselineKind {
@@ -117,6 +121,7 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     match kind {
         BaselineKind::Lr => train_model::<lr::Lr>(args),
         BaselineKind::Retain => train_model::<retain::Retain>(args),
+        BaselineKind::Gamenet => train_model::<gamenet::Gamenet>(args),
     }
 }
 
@@ -206,6 +211,7 @@ impl BaselineScorer {
         let model = match info.kind {
             BaselineKind::Lr => load_model::<lr::Lr>(run, &vocab)?,
             BaselineKind::Retain => load_model::<retain::Retain>(run, &vocab)?,
+            BaselineKind::Gamenet => load_model::<gamenet::Gamenet>(run, &vocab)?,
         };
         Ok(Self { model, vocab })
     }

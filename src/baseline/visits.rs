@@ -111,12 +111,25 @@ impl<'a> VisitGrid<'a> {
 
     /// 1 where a slot holds a visit, 0 on padding: [B, T].
     pub fn filled(&self, dtype: DType, device: &Device) -> Result<Tensor> {
-        let t = self.steps;
-        let mut mask = vec![0f32; self.batch() * t];
+        self.mask(|h| 0..h.len(), dtype, device)
+    }
+
+    /// 1 where a slot holds a visit before the target one: [B, T].
+    pub fn earlier(&self, dtype: DType, device: &Device) -> Result<Tensor> {
+        self.mask(|h| 0..h.len() - 1, dtype, device)
+    }
+
+    fn mask(
+        &self,
+        visits: impl Fn(&[Visit]) -> std::ops::Range<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let mut mask = vec![0f32; self.batch() * self.steps];
         for (r, h) in self.histories.iter().enumerate() {
-            (0..h.len()).for_each(|v| mask[self.slot(r, v)] = 1.0);
+            visits(h).for_each(|v| mask[self.slot(r, v)] = 1.0);
         }
-        Tensor::from_vec(mask, (self.batch(), t), device)?.to_dtype(dtype)
+        Tensor::from_vec(mask, (self.batch(), self.steps), device)?.to_dtype(dtype)
     }
 
     /// Each slot's codes of `space`, ready to embed.
@@ -147,7 +160,7 @@ impl<'a> VisitGrid<'a> {
     /// (zero for the target visit and padding): GAMENet's memory values.
     pub fn earlier_medications(
         &self,
-        index: &HashMap<&str, usize>,
+        index: &HashMap<String, usize>,
         m: usize,
         dtype: DType,
         device: &Device,

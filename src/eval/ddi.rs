@@ -73,8 +73,11 @@ impl DdiCounter {
     /// The reference counts a pair when `A[a,b] == 1 or A[b,a] == 1`; the adjacency is symmetric
     /// with an empty diagonal, so each pair is counted once.
     pub fn new(ddi: &DdiPairs, vocab: &Vocab) -> Self {
-        let m = vocab.num_medications();
-        let adjacency = ddi.adjacency(vocab);
+        Self::from_adjacency(&ddi.adjacency(vocab), vocab.num_medications())
+    }
+
+    /// From a symmetric M×M adjacency (row-major) with an empty diagonal.
+    pub fn from_adjacency(adjacency: &[bool], m: usize) -> Self {
         let rows = (0..m)
             .map(|a| {
                 let mut row = MedSet::new(m);
