@@ -160,7 +160,7 @@ fn resumed_lr_training_is_bit_identical() {
 }
 
 /// The baselines that read a patient's history.
-const SEQUENCE_MODELS: [BaselineKind; 2] = [BaselineKind::Retain, BaselineKind::Gamenet];
+const SEQUENCE_MODELS: [BaselineKind; 3] = [BaselineKind::Retain, BaselineKind::Gamenet, BaselineKind::Transformer];
 
 /// `M`'s training loss (dropout off) has the gradient candle computes, for every variable, on
 /// histories of one to four visits.
@@ -190,6 +190,13 @@ fn check_loss_gradients<M: Model>(dims: &str) {
 #[test]
 fn retain_loss_gradients_match_finite_differences() {
     check_loss_gradients::<leader::baseline::retain::Retain>("embedding = 5\ndropout = 0.5");
+}
+
+#[test]
+fn transformer_loss_gradients_match_finite_differences() {
+    check_loss_gradients::<leader::baseline::transformer::Transformer>(
+        "embedding = 4\nheads = 2\nlayers = 2\ndropout = 0.5\nattention_dropout = 0.1",
+    );
 }
 
 /// Both of GAMENet's per-visit losses: with a DDI target of 1 no visit trains on the DDI term; with
@@ -266,6 +273,7 @@ fn sequence_baselines_learn_from_the_history_and_score_as_they_validated() {
     let (data, test) = history_data(dir.path());
     let frequency = frequency_prauc(&history_cohort(1, 300), &test, 12);
     let multi: Vec<Record> = test.iter().filter(|r| r.visits.len() > 1).cloned().collect();
+    let frequency_multi = frequency_prauc(&history_cohort(1, 300), &multi, 12);
     for kind in SEQUENCE_MODELS {
         let run = dir.path().join(kind.name());
         train_baseline(&args_of(kind, &data, &run, 12)).unwrap();
@@ -276,7 +284,8 @@ fn sequence_baselines_learn_from_the_history_and_score_as_they_validated() {
         let multi_probs: Vec<Vec<f32>> =
             test.iter().zip(&probs).filter(|(r, _)| r.visits.len() > 1).map(|(_, p)| p.clone()).collect();
         let multi_prauc = mean_prauc(&multi, &multi_probs);
-        assert!(multi_prauc > 0.9, "{kind:?}: multi-visit test PRAUC {multi_prauc:.4}");
+        eprintln!("{kind:?}: test PRAUC {prauc:.4} (multi-visit {multi_prauc:.4}), frequency {frequency:.4} ({frequency_multi:.4})");
+        assert!(multi_prauc > frequency_multi + 0.3, "{kind:?}: multi-visit test PRAUC {multi_prauc:.4}");
 
         let info: BaselineInfo = leader::io::read_json(&run.join("baseline.json")).unwrap();
         let valid = leader::data::record::read_records(&data.join("valid.jsonl")).unwrap();

@@ -16,6 +16,7 @@ pub mod lr;
 pub mod model;
 pub mod retain;
 pub mod train;
+pub mod transformer;
 pub mod visits;
 
 use crate::config::{flag, ConfigArgs};
@@ -39,6 +40,8 @@ pub enum BaselineKind {
     Retain,
     /// GAMENet: graph-augmented memory of co-prescriptions and DDIs, DDI-aware training.
     Gamenet,
+    /// PyHealth's Transformer over the visit sequence of code embeddings.
+    Transformer,
 }
 
 impl BaselineKind {
@@ -122,6 +125,7 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
         BaselineKind::Lr => train_model::<lr::Lr>(args),
         BaselineKind::Retain => train_model::<retain::Retain>(args),
         BaselineKind::Gamenet => train_model::<gamenet::Gamenet>(args),
+        BaselineKind::Transformer => train_model::<transformer::Transformer>(args),
     }
 }
 
@@ -212,6 +216,7 @@ impl BaselineScorer {
             BaselineKind::Lr => load_model::<lr::Lr>(run, &vocab)?,
             BaselineKind::Retain => load_model::<retain::Retain>(run, &vocab)?,
             BaselineKind::Gamenet => load_model::<gamenet::Gamenet>(run, &vocab)?,
+            BaselineKind::Transformer => load_model::<transformer::Transformer>(run, &vocab)?,
         };
         Ok(Self { model, vocab })
     }

@@ -219,6 +219,26 @@ impl CodeBags {
     }
 }
 
+impl CodeBags {
+    /// The slots that hold codes, row by row in slot order ([N] u32, row-major slot indices), and
+    /// how many each row has; a row without any keeps its first slot (a zero embedding), so that
+    /// every row has a token (PyHealth's Transformer keeps position 0 the same way).
+    pub fn occupied_slots(&self, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+        let (mut slots, mut lengths) = (Vec::new(), Vec::with_capacity(self.batch));
+        for row in 0..self.batch {
+            let start = slots.len();
+            let first = row * self.steps;
+            slots.extend((first..first + self.steps).filter(|&s| self.counts[s] > 0).map(|s| s as u32));
+            if slots.len() == start {
+                slots.push(first as u32);
+            }
+            lengths.push(slots.len() - start);
+        }
+        let n = slots.len();
+        Ok((Tensor::from_vec(slots, n, device)?, lengths))
+    }
+}
+
 /// Softmax of `scores` [B, T] over the slots where `filled` [B, T] is 1 (padding gets 0), built from
 /// differentiable ops (candle's fused softmax has no backward). A row without a filled slot gives
 /// equal weights; callers mask such rows out.
