@@ -13,6 +13,7 @@
 pub mod gamenet;
 pub mod losses;
 pub mod lr;
+pub mod micron;
 pub mod model;
 pub mod retain;
 pub mod train;
@@ -40,6 +41,8 @@ pub enum BaselineKind {
     Retain,
     /// GAMENet: graph-augmented memory of co-prescriptions and DDIs, DDI-aware training.
     Gamenet,
+    /// MICRON: medication changes predicted from changes of the health representation.
+    Micron,
     /// PyHealth's Transformer over the visit sequence of code embeddings.
     Transformer,
 }
@@ -125,6 +128,7 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
         BaselineKind::Lr => train_model::<lr::Lr>(args),
         BaselineKind::Retain => train_model::<retain::Retain>(args),
         BaselineKind::Gamenet => train_model::<gamenet::Gamenet>(args),
+        BaselineKind::Micron => train_model::<micron::Micron>(args),
         BaselineKind::Transformer => train_model::<transformer::Transformer>(args),
     }
 }
@@ -216,6 +220,7 @@ impl BaselineScorer {
             BaselineKind::Lr => load_model::<lr::Lr>(run, &vocab)?,
             BaselineKind::Retain => load_model::<retain::Retain>(run, &vocab)?,
             BaselineKind::Gamenet => load_model::<gamenet::Gamenet>(run, &vocab)?,
+            BaselineKind::Micron => load_model::<micron::Micron>(run, &vocab)?,
             BaselineKind::Transformer => load_model::<transformer::Transformer>(run, &vocab)?,
         };
         Ok(Self { model, vocab })
