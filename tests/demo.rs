@@ -6,12 +6,16 @@ use leader::demo::{run, DemoArgs};
 use serde_json::Value;
 use std::path::Path;
 
-const MODELS: [(&str, &str); 6] = [
+const MODELS: [(&str, &str); 10] = [
     ("teacher", "LEADER(T)"),
     ("student-nokd", "LEADER(S) w/o KD"),
     ("student-kd", "LEADER(S) KD"),
     ("student-kd-align", "LEADER(S) KD + align"),
     ("baseline-lr", "LR"),
+    ("baseline-retain", "RETAIN"),
+    ("baseline-gamenet", "GAMENet"),
+    ("baseline-micron", "MICRON"),
+    ("baseline-transformer", "Transformer"),
     ("baseline-frequency", "Frequency baseline"),
 ];
 const GROUPS: [&str; 3] = ["overall", "single", "multi"];
@@ -41,6 +45,7 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         seed: 3,
         teacher_steps: 4,
         student_epochs: 1,
+        baseline_epochs: 1,
         max_tokens: 96,
         overwrite: false,
     };
@@ -66,6 +71,8 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         "teacher-cache.safetensors",
         "student-kd-align/model.safetensors",
         "baseline-lr/model.safetensors",
+        "baseline-gamenet/model.safetensors",
+        "baseline-transformer/model.safetensors",
         "predictions/teacher.jsonl",
         "eval/baseline-frequency/metrics.json",
         "stage_times.json",

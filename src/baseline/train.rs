@@ -26,7 +26,8 @@ pub const MODEL: &str = "model.safetensors";
 const CHECKPOINT: &str = "checkpoint.safetensors";
 const PROGRESS: &str = "progress";
 const LOG: &str = "train_log.jsonl";
-const BUFFER_PREFIX: &str = "buffers.";
+/// The names of a model's buffers in its weights file start with this.
+pub const BUFFER_PREFIX: &str = "buffers.";
 /// Histories scored at once when validating and predicting.
 const SCORING_CHUNK: usize = 512;
 

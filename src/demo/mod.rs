@@ -8,7 +8,7 @@ pub mod report;
 use crate::io::output::{OutputKind, RunDir};
 use crate::progress::say;
 use anyhow::{Context, Result};
-use clap::{Args, FromArgMatches, Parser};
+use clap::{Args, FromArgMatches, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,24 +33,31 @@ pub struct DemoArgs {
     /// Largest number of epochs per student (early stopping may end sooner).
     #[arg(long, default_value_t = 30)]
     pub student_epochs: usize,
+    /// Epochs per baseline (their configs' originals are 30 to 50; the demo's budget is smaller).
+    #[arg(long, default_value_t = 20)]
+    pub baseline_epochs: usize,
     /// Teacher prompt length in tokens (the prompt's end is kept).
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
 }
 
 /// The models the demo trains and evaluates, in report order: (folder name, report label).
-pub const MODELS: [(&str, &str); 6] = [
+pub const MODELS: [(&str, &str); 10] = [
     ("teacher", "LEADER(T)"),
     ("student-nokd", "LEADER(S) w/o KD"),
     ("student-kd", "LEADER(S) KD"),
     ("student-kd-align", "LEADER(S) KD + align"),
     ("baseline-lr", "LR"),
+    ("baseline-retain", "RETAIN"),
+    ("baseline-gamenet", "GAMENet"),
+    ("baseline-micron", "MICRON"),
+    ("baseline-transformer", "Transformer"),
     ("baseline-frequency", "Frequency baseline"),
 ];
 
 /// Everything the demo writes at the top of its folder (recorded as its own before it is written, so
 /// `--overwrite` can replace a demo that was interrupted).
-const ENTRIES: [&str; 18] = [
+const ENTRIES: [&str; 22] = [
     "raw",
     "data",
     "teacher-base",
@@ -61,6 +68,10 @@ const ENTRIES: [&str; 18] = [
     "student-kd",
     "student-kd-align",
     "baseline-lr",
+    "baseline-retain",
+    "baseline-gamenet",
+    "baseline-micron",
+    "baseline-transformer",
     "predictions",
     "eval",
     "latency",
@@ -116,6 +127,11 @@ impl Pipeline {
         self.times.push(StageTime { stage: name.to_string(), command: line, seconds });
         Ok(())
     }
+}
+
+/// The stage that trains the model of demo folder `name`.
+pub fn training_stage(name: &str) -> String {
+    format!("train {name}")
 }
 
 fn s(path: &Path) -> String {
@@ -210,20 +226,38 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let student_common = |name: &str| {
         argv(&["--data", &s(&data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", &seed])
     };
-    p.stage("student w/o KD", "train-student", student_common("student-nokd"), student::train::run_train_student)?;
+    p.stage(
+        &training_stage("student-nokd"),
+        "train-student",
+        student_common("student-nokd"),
+        student::train::run_train_student,
+    )?;
     let mut kd = student_common("student-kd");
     kd.extend(argv(&["--teacher-cache", &s(&cache), "--set", "loss.beta=0"]));
-    p.stage("student KD", "distill", kd, student::train::run_distill)?;
+    p.stage(&training_stage("student-kd"), "distill", kd, student::train::run_distill)?;
     let mut kd_align = student_common("student-kd-align");
     kd_align.extend(argv(&["--teacher-cache", &s(&cache)]));
-    p.stage("student KD + alignment", "distill", kd_align, student::train::run_distill)?;
+    p.stage(&training_stage("student-kd-align"), "distill", kd_align, student::train::run_distill)?;
 
-    p.stage(
-        "LR baseline",
-        "train-baseline",
-        argv(&["--model", "lr", "--data", &s(&data_dir), "--out", &s(&out.join("baseline-lr")), "--epochs", &epochs]),
-        crate::baseline::run_train_baseline,
-    )?;
+    let baseline_epochs = args.baseline_epochs.to_string();
+    for kind in crate::baseline::BaselineKind::value_variants() {
+        let name = format!("baseline-{}", kind.name());
+        p.stage(
+            &training_stage(&name),
+            "train-baseline",
+            argv(&[
+                "--model",
+                &kind.name(),
+                "--data",
+                &s(&data_dir),
+                "--out",
+                &s(&out.join(&name)),
+                "--epochs",
+                &baseline_epochs,
+            ]),
+            crate::baseline::run_train_baseline,
+        )?;
+    }
 
     let predictions = out.join("predictions");
     let evals = out.join("eval");

@@ -62,7 +62,10 @@ pub fn measure_latency(out: &Path, data_dir: &Path) -> Result<Vec<Latency>> {
 fn parameters(path: &Path) -> Result<usize> {
     let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
         .with_context(|| format!("reading {}", path.display()))?;
-    Ok(file.tensors().iter().map(|(_, view)| view.shape().iter().product::<usize>()).sum())
+    // A baseline's fixed graphs are stored beside its weights; they are not parameters.
+    let weights =
+        file.tensors().into_iter().filter(|(name, _)| !name.starts_with(crate::baseline::train::BUFFER_PREFIX));
+    Ok(weights.map(|(_, view)| view.shape().iter().product::<usize>()).sum())
 }
 
 /// Reads a `train_log.jsonl` as loose JSON values (teacher and student logs differ in fields).
@@ -159,7 +162,7 @@ pub fn write(out: &Path, times: &[StageTime], latency: &[Latency]) -> Result<Str
     writeln!(md, "{}", results_table(&runs))?;
     writeln!(
         md,
-        "Cells are mean ± std over {} rounds of {:.0}% subsamples (seed {}). Thresholds: teacher p ≥ 0.5, students p > 0.3 (the reference's), LR p > 0.5 (scikit-learn's `predict`, as the SafeDrug/GAMENet code). LR is trained for the students' epoch count here (the demo's budget); DDI: interacting predicted pairs / all predicted pairs.\n",
+        "Cells are mean ± std over {} rounds of {:.0}% subsamples (seed {}). Thresholds: teacher p ≥ 0.5, students p > 0.3 (the reference's), baselines p > 0.5 (scikit-learn's `predict` for LR, GAMENet's own; MICRON's add/remove rule is not applied, see `src/baseline/micron.rs`). The baselines train for `--baseline-epochs` epochs here (the demo's budget; their configs hold the originals' 30–50); DDI: interacting predicted pairs / all predicted pairs.\n",
         first.rounds,
         100.0 * first.subsample_fraction,
         first.seed
@@ -182,10 +185,11 @@ pub fn write(out: &Path, times: &[StageTime], latency: &[Latency]) -> Result<Str
         rate("teacher"),
         one("teacher")
     )?;
-    let trained = MODELS[1..5].iter().zip(["student w/o KD", "student KD", "student KD + alignment", "LR baseline"]);
-    for ((name, label), stage) in trained {
+    // Every model with a run folder but the teacher: the students and the trained baselines.
+    for (name, label) in &MODELS[1..MODELS.len() - 1] {
         let params = parameters(&out.join(name).join("model.safetensors"))?;
-        writeln!(md, "| {label} | {params} | {params} | {:.1} | {:.0} | {} |", seconds(stage), rate(name), one(name))?;
+        let stage = super::training_stage(name);
+        writeln!(md, "| {label} | {params} | {params} | {:.1} | {:.0} | {} |", seconds(&stage), rate(name), one(name))?;
     }
     writeln!(md, "\nRecords/s include loading the model; the one-record call is the median of 5 `leader predict` runs on one record, loading included. The teacher here is a tiny random LLaMA: a real 7B teacher costs about 1,000 times more per record.\n")?;
 
