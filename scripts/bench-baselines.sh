@@ -21,7 +21,7 @@ if [ ! -f "$DATA/train.jsonl" ]; then
     --atc-names "$RAW/aux/atc_names.csv" --ddi-pairs "$RAW/aux/ddi_pairs.csv" --out "$DATA"
 fi
 echo "data: $DATA ($(wc -l < "$DATA/train.jsonl") train, $(wc -l < "$DATA/test.jsonl") test records); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-for MODEL in lr; do
+for MODEL in lr retain gamenet micron transformer; do
   RUN=$WORK/baseline-$MODEL
   /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$BIN" --quiet train-baseline --model "$MODEL" --data "$DATA" \
     --out "$RUN" --overwrite --epochs "$EPOCHS"

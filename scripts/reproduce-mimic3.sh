@@ -138,18 +138,25 @@ student student-nokd train-student
 say "distill (KD + alignment)"
 student student-kd distill --teacher-cache "$CACHE"
 # The classic baselines, on the same records, split and vocabulary (configs/baseline-*.toml hold each
-# original value). Implemented so far: LR.
-say "train-baseline: LR"
-if [ -f "$OUT/baseline-lr/.leader-output.json" ]; then
-    run "$LEADER" train-baseline --resume "$OUT/baseline-lr"
-else
-    run "$LEADER" train-baseline --model lr --data "$DATA" --out "$OUT/baseline-lr"
+# original value; GAMENet and MICRON need the ddi.json of DDI_PAIRS).
+BASELINES=(lr retain gamenet micron transformer)
+if [ ! -f "$DATA/ddi.json" ]; then
+    echo "warning: no ddi.json: GAMENet and MICRON (which train with the DDI graph) are left out" >&2
+    BASELINES=(lr retain transformer)
 fi
+for model in "${BASELINES[@]}"; do
+    say "train-baseline: $model"
+    if [ -f "$OUT/baseline-$model/.leader-output.json" ]; then
+        run "$LEADER" train-baseline --resume "$OUT/baseline-$model"
+    else
+        run "$LEADER" train-baseline --model "$model" --data "$DATA" --out "$OUT/baseline-$model"
+    fi
+done
 stop_after students
 
 # 5. predictions on the test split and their metrics.
 metrics=() labels=()
-for name in teacher student-nokd student-kd baseline-lr; do
+for name in teacher student-nokd student-kd "${BASELINES[@]/#/baseline-}"; do
     flag=--model
     extra=()
     if [ "$name" = teacher ]; then flag=--teacher extra=(--device "$DEVICE"); fi
@@ -161,7 +168,13 @@ for name in teacher student-nokd student-kd baseline-lr; do
         --overwrite
     metrics+=("$OUT/eval/$name/metrics.json")
 done
-labels=("LEADER(T)" "LEADER(S) w/o KD" "LEADER(S)" "LR")
+labels=("LEADER(T)" "LEADER(S) w/o KD" "LEADER(S)")
+for model in "${BASELINES[@]}"; do
+    case $model in
+        lr) labels+=("LR") ;; retain) labels+=("RETAIN") ;; gamenet) labels+=("GAMENet") ;;
+        micron) labels+=("MICRON") ;; transformer) labels+=("Transformer") ;;
+    esac
+done
 say "eval: frequency baseline"
 run "$LEADER" eval --data "$DATA" --split test --baseline frequency --out "$OUT/eval/baseline-frequency" --overwrite
 metrics+=("$OUT/eval/baseline-frequency/metrics.json")

@@ -18,16 +18,15 @@
 //! counts every patient, test patients included); targets are batched (the DDI decision stays per
 //! visit); the original draws its acceptance from NumPy's global stream, ours from the step's seed.
 
-use super::losses::{ddi_rows, margin_rows, predicted_ddi_rates};
+use super::losses::{margin_rows, DdiTerm};
 use super::model::{Buffers, Model, Step, TrainingData};
-use super::visits::{gather_slots, softmax_over_filled, CodeSpace, Order, Pool, Stream, VisitGrid};
+use super::visits::{gather_slots, softmax_over_filled, DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
 use crate::data::vocab::Vocab;
-use crate::eval::ddi::DdiCounter;
 use crate::nn::layers::{linear, torch_linear, Dropout, Gru};
 use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -77,11 +76,8 @@ impl Gcn {
 }
 
 pub struct Gamenet {
-    diagnoses: CodeSpace,
-    procedures: CodeSpace,
+    codes: DiagnosisProcedureEmbeddings,
     medication_index: std::collections::HashMap<String, usize>,
-    diagnosis_embedding: Tensor,
-    procedure_embedding: Tensor,
     diagnosis_gru: Gru,
     procedure_gru: Gru,
     query: Linear,
@@ -91,8 +87,7 @@ pub struct Gamenet {
     inter: Tensor,
     hidden: Linear,
     output: Linear,
-    ddi: Tensor,
-    ddi_counter: DdiCounter,
+    ddi: DdiTerm,
     dims: GamenetDims,
 }
 
@@ -115,9 +110,7 @@ impl Gamenet {
     /// The query of each target visit [B, d] and every visit's query [B, T, d].
     fn queries(&self, grid: &VisitGrid, drop: &mut Dropout) -> Result<(Tensor, Tensor)> {
         let device = self.inter.device();
-        let p = self.dims.dropout;
-        let e_d = grid.bags(&self.diagnoses, device)?.embed(&self.diagnosis_embedding, Pool::Mean, p, drop)?;
-        let e_p = grid.bags(&self.procedures, device)?.embed(&self.procedure_embedding, Pool::Mean, p, drop)?;
+        let (e_d, e_p) = self.codes.embed(grid, Pool::Mean, self.dims.dropout, drop)?;
         let o = Tensor::cat(&[self.diagnosis_gru.forward(&e_d)?, self.procedure_gru.forward(&e_p)?], D::Minus1)?;
         let queries = linear(&o.relu()?, &self.query)?;
         Ok((gather_slots(&queries, &grid.target_slots(device)?)?, queries))
@@ -141,44 +134,34 @@ impl Model for Gamenet {
                 meds.iter().filter(|&&b| b != a).for_each(|&b| ehr[a * m + b] = true);
             }
         }
-        let tensor = |values: Vec<f32>| Tensor::from_vec(values, (m, m), &Device::Cpu);
-        let raw_ddi = ddi.iter().map(|&a| a as u8 as f32).collect();
+        let graph =
+            |adjacency: &[bool]| Tensor::from_vec(normalised_with_self_loops(adjacency, m), (m, m), &Device::Cpu);
         Ok(Buffers::from([
-            ("ehr_graph".to_string(), tensor(normalised_with_self_loops(&ehr, m))?),
-            ("ddi_graph".to_string(), tensor(normalised_with_self_loops(&ddi, m))?),
-            ("ddi".to_string(), tensor(raw_ddi)?),
+            ("ehr_graph".to_string(), graph(&ehr)?),
+            ("ddi_graph".to_string(), graph(&ddi)?),
+            DdiTerm::buffer(data, "GAMENet")?,
         ]))
     }
 
     fn new(dims: &GamenetDims, vocab: &Vocab, buffers: &Buffers, vb: VarBuilder) -> Result<Self> {
         ensure!(dims.temperature > 0.0 && dims.decay > 0.0, "model.temperature and model.decay must be positive");
-        let buffer = |name: &str| -> Result<Tensor> {
+        let graph = |name: &str| -> Result<Tensor> {
             let t = buffers.get(name).with_context(|| format!("no buffer {name}"))?;
             Ok(t.to_dtype(vb.dtype())?.to_device(vb.device())?)
         };
         let (d, m) = (dims.embedding, vocab.num_medications());
-        let ddi = buffer("ddi")?;
-        let adjacency: Vec<bool> =
-            ddi.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&a| a > 0.0).collect();
-        let diagnoses = CodeSpace::new(vocab, &[Stream::Diagnoses]);
-        let procedures = CodeSpace::new(vocab, &[Stream::Procedures]);
-        let small = Init::Uniform { lo: -0.1, up: 0.1 };
         Ok(Self {
-            diagnosis_embedding: vb.get_with_hints((diagnoses.size(), d), "diagnosis_embedding", small)?,
-            procedure_embedding: vb.get_with_hints((procedures.size(), d), "procedure_embedding", small)?,
-            diagnoses,
-            procedures,
+            codes: DiagnosisProcedureEmbeddings::new(&vb, vocab, d)?,
             medication_index: vocab.medication_index().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             diagnosis_gru: Gru::new(vb.pp("diagnosis_gru"), d, 2 * d)?,
             procedure_gru: Gru::new(vb.pp("procedure_gru"), d, 2 * d)?,
             query: torch_linear(4 * d, d, true, vb.pp("query"))?,
-            ehr_gcn: Gcn::new(vb.pp("ehr_gcn"), buffer("ehr_graph")?, d)?,
-            ddi_gcn: Gcn::new(vb.pp("ddi_gcn"), buffer("ddi_graph")?, d)?,
-            inter: vb.get_with_hints(1, "inter", small)?,
+            ehr_gcn: Gcn::new(vb.pp("ehr_gcn"), graph("ehr_graph")?, d)?,
+            ddi_gcn: Gcn::new(vb.pp("ddi_gcn"), graph("ddi_graph")?, d)?,
+            inter: vb.get_with_hints(1, "inter", Init::Uniform { lo: -0.1, up: 0.1 })?,
             hidden: torch_linear(3 * d, 2 * d, true, vb.pp("hidden"))?,
             output: torch_linear(2 * d, m, true, vb.pp("output"))?,
-            ddi,
-            ddi_counter: DdiCounter::from_adjacency(&adjacency, m),
+            ddi: DdiTerm::new(buffers, &vb)?,
             dims: dims.clone(),
         })
     }
@@ -212,9 +195,11 @@ impl Model for Gamenet {
         let m = probs.dim(1)?;
         let fit = ((crate::nn::loss::bce_with_logits_rows(&logits, labels)? * dims.bce_weight)?
             + (margin_rows(&probs, labels)? * dims.margin_weight)?)?;
-        let ddi = (ddi_rows(&probs, &self.ddi)? / (m * m) as f64)?;
+        let ddi = (self.ddi.rows(&probs)? / (m * m) as f64)?;
         let temperature = dims.temperature * dims.decay.powi(step.epoch as i32);
-        let on_ddi: Vec<f32> = predicted_ddi_rates(&probs, &self.ddi_counter)?
+        let on_ddi: Vec<f32> = self
+            .ddi
+            .predicted_rates(&probs)?
             .into_iter()
             .map(|rate| {
                 let accept = rate > dims.target_ddi && step.uniform() < ((dims.target_ddi - rate) / temperature).exp();

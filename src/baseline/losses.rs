@@ -1,9 +1,12 @@
 //! The extra training terms GAMENet and MICRON add to BCE, per batch row ([B]) so that each row can
 //! weigh them by its own prediction's DDI rate, as their one-visit-per-step code does.
 
+use super::model::{Buffers, TrainingData};
 use crate::eval::ddi::{DdiCounter, MedSet};
 use crate::eval::metrics::Threshold;
-use candle_core::{DType, Result, Tensor, D};
+use anyhow::Context;
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 /// PyTorch's `multilabel_margin_loss` of `probs` [B, M] (the originals apply it to sigmoid
 /// outputs) against the multi-hot `labels`: Σ over positives j and negatives i of
@@ -21,22 +24,61 @@ pub fn ddi_rows(probs: &Tensor, ddi: &Tensor) -> Result<Tensor> {
     (probs.matmul(ddi)? * probs)?.sum(D::Minus1)
 }
 
-/// The DDI rate of the set `probs` ≥ 0.5 predicts in each row (interacting pairs over all pairs, 0
-/// without a pair; the evaluation's count), as the originals decide whether to train on the DDI term.
-pub fn predicted_ddi_rates(probs: &Tensor, ddi: &DdiCounter) -> Result<Vec<f64>> {
-    let rows: Vec<Vec<f32>> = probs.to_dtype(DType::F32)?.to_vec2()?;
-    let at_half = Threshold { value: 0.5, inclusive: true };
-    Ok(rows
-        .iter()
-        .map(|p| {
-            let counts = ddi.count(&MedSet::predicted(p, at_half));
-            if counts.pairs == 0 {
-                0.0
-            } else {
-                counts.interacting as f64 / counts.pairs as f64
-            }
-        })
-        .collect())
+/// The DDI graph a model trains against: the adjacency of the data folder's `ddi.json` (saved with
+/// the weights as the buffer `ddi`) and the evaluation's pair counter over it.
+pub struct DdiTerm {
+    adjacency: Tensor,
+    counter: DdiCounter,
+}
+
+const DDI_BUFFER: &str = "ddi";
+
+impl DdiTerm {
+    /// The buffer of `model`, which needs `ddi.json`.
+    pub fn buffer(data: &TrainingData, model: &str) -> anyhow::Result<(String, Tensor)> {
+        let (vocab, m) = (data.vocab, data.vocab.num_medications());
+        let ddi = data.ddi.with_context(|| format!("{model} needs the data folder's ddi.json (its DDI loss)"))?;
+        let values: Vec<f32> = ddi.adjacency(vocab).iter().map(|&a| a as u8 as f32).collect();
+        Ok((DDI_BUFFER.to_string(), Tensor::from_vec(values, (m, m), &Device::Cpu)?))
+    }
+
+    pub fn new(buffers: &Buffers, vb: &VarBuilder) -> anyhow::Result<Self> {
+        let adjacency =
+            buffers.get(DDI_BUFFER).context("no buffer ddi")?.to_dtype(vb.dtype())?.to_device(vb.device())?;
+        let m = adjacency.dim(0)?;
+        let flags: Vec<bool> =
+            adjacency.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&a| a > 0.0).collect();
+        Ok(Self { counter: DdiCounter::from_adjacency(&flags, m), adjacency })
+    }
+
+    /// The adjacency [M, M] in the model's dtype.
+    pub fn adjacency(&self) -> &Tensor {
+        &self.adjacency
+    }
+
+    /// [`ddi_rows`] against this graph.
+    pub fn rows(&self, probs: &Tensor) -> Result<Tensor> {
+        ddi_rows(probs, &self.adjacency)
+    }
+
+    /// The DDI rate of the set `probs` ≥ 0.5 predicts in each row (interacting pairs over all
+    /// pairs, 0 without a pair; the evaluation's count), as the originals decide whether to train
+    /// on the DDI term.
+    pub fn predicted_rates(&self, probs: &Tensor) -> Result<Vec<f64>> {
+        let rows: Vec<Vec<f32>> = probs.to_dtype(DType::F32)?.to_vec2()?;
+        let at_half = Threshold { value: 0.5, inclusive: true };
+        Ok(rows
+            .iter()
+            .map(|p| {
+                let counts = self.counter.count(&MedSet::predicted(p, at_half));
+                if counts.pairs == 0 {
+                    0.0
+                } else {
+                    counts.interacting as f64 / counts.pairs as f64
+                }
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

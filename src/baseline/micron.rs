@@ -21,18 +21,17 @@
 //! every model's probabilities alike (p > 0.5), so F1, Jaccard and #meds here are not MICRON's rule's;
 //! its optimiser is RMSprop one patient per step, ours Adam over batches.
 
-use super::losses::{ddi_rows, margin_rows, predicted_ddi_rates};
+use super::losses::{margin_rows, DdiTerm};
 use super::model::{Buffers, Model, Step, TrainingData};
-use super::visits::{CodeSpace, Order, Pool, Stream, VisitGrid};
+use super::visits::{DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
 use crate::data::vocab::Vocab;
-use crate::eval::ddi::DdiCounter;
 use crate::nn::layers::{linear, torch_linear, Dropout};
 use crate::nn::loss::bce_with_logits_rows;
-use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{Init, Linear, VarBuilder};
+use anyhow::Result;
+use candle_core::{Tensor, D};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -49,16 +48,12 @@ pub struct MicronDims {
 }
 
 pub struct Micron {
-    diagnoses: CodeSpace,
-    procedures: CodeSpace,
+    codes: DiagnosisProcedureEmbeddings,
     medication_index: HashMap<String, usize>,
-    diagnosis_embedding: Tensor,
-    procedure_embedding: Tensor,
     health: Linear,
     prescription_hidden: Linear,
     prescription_out: Linear,
-    ddi: Tensor,
-    ddi_counter: DdiCounter,
+    ddi: DdiTerm,
     dims: MicronDims,
 }
 
@@ -76,10 +71,8 @@ impl Micron {
     }
 
     fn health(&self, grid: &VisitGrid, drop: &mut Dropout) -> Result<Health> {
-        let device = self.ddi.device();
-        let p = self.dims.dropout;
-        let e_d = grid.bags(&self.diagnoses, device)?.embed(&self.diagnosis_embedding, Pool::Sum, p, drop)?;
-        let e_p = grid.bags(&self.procedures, device)?.embed(&self.procedure_embedding, Pool::Sum, p, drop)?;
+        let device = self.ddi.adjacency().device();
+        let (e_d, e_p) = self.codes.embed(grid, Pool::Sum, self.dims.dropout, drop)?;
         let x = Tensor::cat(&[e_d, e_p], D::Minus1)?;
         let (b, t, width) = x.dims3()?;
         let x = Tensor::cat(&[x.reshape((b * t, width))?, Tensor::zeros((1, width), x.dtype(), device)?], 0)?;
@@ -101,31 +94,18 @@ impl Model for Micron {
     type Dims = MicronDims;
 
     fn buffers(_: &MicronDims, data: &TrainingData) -> Result<Buffers> {
-        let (vocab, m) = (data.vocab, data.vocab.num_medications());
-        let ddi = data.ddi.context("MICRON needs the data folder's ddi.json (its DDI loss)")?.adjacency(vocab);
-        let raw: Vec<f32> = ddi.iter().map(|&a| a as u8 as f32).collect();
-        Ok(Buffers::from([("ddi".to_string(), Tensor::from_vec(raw, (m, m), &Device::Cpu)?)]))
+        Ok(Buffers::from([DdiTerm::buffer(data, "MICRON")?]))
     }
 
     fn new(dims: &MicronDims, vocab: &Vocab, buffers: &Buffers, vb: VarBuilder) -> Result<Self> {
-        let ddi = buffers.get("ddi").context("no buffer ddi")?.to_dtype(vb.dtype())?.to_device(vb.device())?;
-        let adjacency: Vec<bool> =
-            ddi.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().map(|&a| a > 0.0).collect();
         let (d, m) = (dims.embedding, vocab.num_medications());
-        let diagnoses = CodeSpace::new(vocab, &[Stream::Diagnoses]);
-        let procedures = CodeSpace::new(vocab, &[Stream::Procedures]);
-        let small = Init::Uniform { lo: -0.1, up: 0.1 };
         Ok(Self {
-            diagnosis_embedding: vb.get_with_hints((diagnoses.size(), d), "diagnosis_embedding", small)?,
-            procedure_embedding: vb.get_with_hints((procedures.size(), d), "procedure_embedding", small)?,
-            diagnoses,
-            procedures,
+            codes: DiagnosisProcedureEmbeddings::new(&vb, vocab, d)?,
             medication_index: vocab.medication_index().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             health: torch_linear(2 * d, d, true, vb.pp("health"))?,
             prescription_hidden: torch_linear(d, 4 * d, true, vb.pp("prescription_hidden"))?,
             prescription_out: torch_linear(4 * d, m, true, vb.pp("prescription_out"))?,
-            ddi,
-            ddi_counter: DdiCounter::from_adjacency(&adjacency, m),
+            ddi: DdiTerm::new(buffers, &vb)?,
             dims: dims.clone(),
         })
     }
@@ -170,12 +150,10 @@ impl Model for Micron {
         };
         let bce = weigh(bce_with_logits_rows(&current, labels)?, bce_with_logits_rows(&last, &last_labels)?)?;
         let margin = (weigh(margin_rows(&p, labels)?, margin_rows(&p_last, &last_labels)?)? * dims.margin_scale)?;
-        let over: Vec<f32> = predicted_ddi_rates(&p, &self.ddi_counter)?
-            .iter()
-            .map(|&r| (r > dims.ddi_rate_threshold) as u8 as f32)
-            .collect();
-        let ddi = ((ddi_rows(&p, &self.ddi)? / m as f64)?
-            * Tensor::from_vec(over, histories.len(), device)?.to_dtype(dtype)?)?;
+        let over: Vec<f32> =
+            self.ddi.predicted_rates(&p)?.iter().map(|&r| (r > dims.ddi_rate_threshold) as u8 as f32).collect();
+        let ddi =
+            ((self.ddi.rows(&p)? / m as f64)? * Tensor::from_vec(over, histories.len(), device)?.to_dtype(dtype)?)?;
         let rebuilt = candle_nn::ops::sigmoid(&(last + residual)?)?;
         let reconstruction = ((p - rebuilt)?.sqr()?.sum(1)? / m as f64)?;
         let [w_bce, w_margin, w_ddi, w_rec] = dims.term_weights;

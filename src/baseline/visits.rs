@@ -252,3 +252,35 @@ pub fn gather_slots(x: &Tensor, slots: &Tensor) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
     x.reshape((b * t, d))?.index_select(slots, 0)
 }
+
+/// A diagnosis and a procedure embedding table, uniform in ±0.1 as GAMENet's and MICRON's code
+/// initialises them (their separate inputs).
+pub struct DiagnosisProcedureEmbeddings {
+    diagnoses: CodeSpace,
+    procedures: CodeSpace,
+    diagnosis: Tensor,
+    procedure: Tensor,
+}
+
+impl DiagnosisProcedureEmbeddings {
+    pub fn new(vb: &candle_nn::VarBuilder, vocab: &Vocab, d: usize) -> Result<Self> {
+        let (diagnoses, procedures) =
+            (CodeSpace::new(vocab, &[Stream::Diagnoses]), CodeSpace::new(vocab, &[Stream::Procedures]));
+        let small = candle_nn::Init::Uniform { lo: -0.1, up: 0.1 };
+        Ok(Self {
+            diagnosis: vb.get_with_hints((diagnoses.size(), d), "diagnosis_embedding", small)?,
+            procedure: vb.get_with_hints((procedures.size(), d), "procedure_embedding", small)?,
+            diagnoses,
+            procedures,
+        })
+    }
+
+    /// Each slot's diagnoses and its procedures, embedded (dropout `p` on each code) and pooled:
+    /// two [B, T, d].
+    pub fn embed(&self, grid: &VisitGrid, pool: Pool, p: f64, drop: &mut Dropout) -> Result<(Tensor, Tensor)> {
+        let device = self.diagnosis.device();
+        let diagnoses = grid.bags(&self.diagnoses, device)?.embed(&self.diagnosis, pool, p, drop)?;
+        let procedures = grid.bags(&self.procedures, device)?.embed(&self.procedure, pool, p, drop)?;
+        Ok((diagnoses, procedures))
+    }
+}
