@@ -38,7 +38,7 @@ enum Command {
     TrainStudent(student::train::TrainStudentArgs),
     /// Train the student with knowledge distillation from the teacher.
     Distill(student::train::DistillArgs),
-    /// Train a classic medication-recommendation baseline in the same harness (LR).
+    /// Train a classic medication-recommendation baseline (LR, RETAIN, GAMENet, MICRON, Transformer) in the same harness.
     TrainBaseline(leader::baseline::TrainBaselineArgs),
     /// Score records with a trained student, teacher or baseline.
     Predict(predict::PredictArgs),

@@ -347,3 +347,18 @@ fn resumed_sequence_baselines_are_bit_identical() {
         }
     }
 }
+
+/// GAMENet and MICRON without the data folder's `ddi.json`: an error naming the folder and the file,
+/// and no run folder left behind (the inputs are checked before it is made).
+#[test]
+fn ddi_models_refuse_a_data_folder_without_ddi_pairs_before_making_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ..) = history_data(dir.path(), Chronic::FirstVisit);
+    std::fs::remove_file(data.join("ddi.json")).unwrap();
+    for kind in [BaselineKind::Gamenet, BaselineKind::Micron] {
+        let run = dir.path().join(kind.name());
+        let err = format!("{:#}", train_baseline(&args_of(kind, &data, &run, 1)).unwrap_err());
+        assert!(err.contains(&data.display().to_string()) && err.contains("ddi.json"), "{err}");
+        assert!(!run.exists(), "{kind:?}: a failed start left {}", run.display());
+    }
+}

@@ -25,7 +25,9 @@ use crate::data::ddi::DdiPairs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::{check_records_vocabulary, Vocab};
 use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
+use crate::nn::params::SeededVarMap;
 use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 use model::{BaselineConfig, Model, TrainingData};
 use serde::{Deserialize, Serialize};
@@ -141,22 +143,21 @@ fn kind_names() -> String {
 fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
     flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
-    let (cfg, inputs, mut run) = match (&args.run.resume, &args.run.out) {
-        (Some(run), _) => {
-            let cfg: BaselineConfig<M::Dims> = crate::config::resume(run, &args.config, &flags, &["train.epochs"])?;
-            let inputs = RunInputs::for_resume(run, args.data.as_deref(), &DATA_FILES)?;
-            (cfg, inputs, RunDir::resume(run, OutputKind::TrainBaseline)?)
-        }
+    let (cfg, inputs): (BaselineConfig<M::Dims>, _) = match (&args.run.resume, &args.run.out) {
+        (Some(run), _) => (
+            crate::config::resume(run, &args.config, &flags, &["train.epochs"])?,
+            RunInputs::for_resume(run, args.data.as_deref(), &DATA_FILES)?,
+        ),
         (None, Some(out)) => {
-            let cfg: BaselineConfig<M::Dims> = crate::config::resolve(M::DEFAULT_CONFIG, &args.config, &flags)?;
+            let cfg = crate::config::resolve(M::DEFAULT_CONFIG, &args.config, &flags)?;
             RunDir::check(out, OutputKind::TrainBaseline, args.run.overwrite)?;
-            let inputs = RunInputs::of(args.data.as_deref().context("give --data DIR")?, &DATA_FILES)?;
-            let mut dir = RunDir::create(out, OutputKind::TrainBaseline, args.run.overwrite)?;
-            inputs.save(&mut dir)?;
-            (cfg, inputs, dir)
+            (cfg, RunInputs::of(args.data.as_deref().context("give --data DIR")?, &DATA_FILES)?)
         }
         (None, None) => bail!("give --out RUN (a new run) or --resume RUN"),
     };
+    // Everything that can fail on the inputs or the config happens before the run folder is made.
+    let t = &cfg.train;
+    ensure!(t.epochs > 0 && t.batch_size > 0, "train.epochs and train.batch_size must be positive");
     let data = &inputs.data;
     let vocab = Vocab::load(&data.join("vocab.json"))?;
     let train = read_records(&data.join("train.jsonl"))?;
@@ -164,20 +165,30 @@ fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     ensure!(!train.is_empty() && !valid.is_empty(), "{}: train and valid splits need records", data.display());
     let ddi_path = data.join("ddi.json");
     let ddi = if ddi_path.is_file() { Some(DdiPairs::load(&ddi_path)?) } else { None };
-    let resume = args.run.resume.is_some();
-    if !resume {
-        vocab.save(&run.entry("vocab.json")?)?;
-        // Written now so that a run interrupted before its first epoch ends can be resumed.
-        let info = BaselineInfo {
-            kind: M::KIND,
-            vocab_fingerprint: vocab.fingerprint(),
-            best_epoch: 0,
-            best_valid_prauc: 0.0,
-        };
-        crate::io::write_json(&run.entry(INFO)?, &info)?;
-    }
     let training = TrainingData { vocab: &vocab, train: &train, ddi: ddi.as_ref() };
-    let summary = train::train::<M>(&cfg, &training, &valid, &mut run, resume)?;
+    let buffers = M::buffers(&cfg.model, &training).with_context(|| format!("{}", data.display()))?;
+    let params = SeededVarMap::new(cfg.train.seed);
+    let model = M::new(&cfg.model, &vocab, &buffers, params.var_builder(DType::F32, &Device::Cpu))?;
+    let mut run = match &args.run.resume {
+        Some(run) => RunDir::resume(run, OutputKind::TrainBaseline)?,
+        None => {
+            let out = args.run.out.as_deref().expect("checked above");
+            let mut run = RunDir::create(out, OutputKind::TrainBaseline, args.run.overwrite)?;
+            inputs.save(&mut run)?;
+            vocab.save(&run.entry("vocab.json")?)?;
+            // Written now so that a run interrupted before its first epoch ends can be resumed.
+            let info = BaselineInfo {
+                kind: M::KIND,
+                vocab_fingerprint: vocab.fingerprint(),
+                best_epoch: 0,
+                best_valid_prauc: 0.0,
+            };
+            crate::io::write_json(&run.entry(INFO)?, &info)?;
+            run
+        }
+    };
+    let trained = train::Trained { model: &model, params: &params, buffers: &buffers };
+    let summary = train::train(&cfg, trained, &training, &valid, &mut run, args.run.resume.is_some())?;
     if summary.epochs_done == cfg.train.epochs {
         run.finish()?;
     }

@@ -5,7 +5,7 @@
 //! the best epoch's weights kept. One atomic checkpoint file holds the weights, the optimiser state
 //! and the progress, so `--resume` continues bit for bit.
 
-use super::model::{BaselineConfig, Model, Step, TrainingData};
+use super::model::{BaselineConfig, Buffers, Model, Step, TrainingData};
 use super::{BaselineInfo, BaselineSummary, INFO};
 use crate::data::record::{Record, Visit};
 use crate::data::vocab::Vocab;
@@ -90,20 +90,25 @@ pub fn load<M: Model>(run: &Path, dims: &M::Dims, vocab: &Vocab) -> Result<M> {
     M::new(dims, vocab, &buffers, vb).with_context(|| format!("{}: weights that do not fit the model", path.display()))
 }
 
+/// The model being trained: built from `params` (its variables) and `buffers`.
+pub struct Trained<'a, M> {
+    pub model: &'a M,
+    pub params: &'a SeededVarMap,
+    pub buffers: &'a Buffers,
+}
+
 /// Trains into `run` (resuming from its checkpoint when `resume`); see the module docs.
 pub fn train<M: Model>(
     cfg: &BaselineConfig<M::Dims>,
+    trained: Trained<M>,
     data: &TrainingData,
     valid: &[Record],
     run: &mut RunDir,
     resume: bool,
 ) -> Result<BaselineSummary> {
     let t = &cfg.train;
-    ensure!(t.epochs > 0 && t.batch_size > 0, "train.epochs and train.batch_size must be positive");
     let (vocab, device) = (data.vocab, Device::Cpu);
-    let buffers = M::buffers(&cfg.model, data)?;
-    let params = SeededVarMap::new(t.seed);
-    let model = M::new(&cfg.model, vocab, &buffers, params.var_builder(DType::F32, &device))?;
+    let Trained { model, params, buffers } = trained;
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(t.lr))?;
     let (checkpoint, log_path) = (run.entry(CHECKPOINT)?, run.entry(LOG)?);
@@ -152,7 +157,7 @@ pub fn train<M: Model>(
             opt.step(&loss.backward()?)?;
         }
         state.epoch += 1;
-        let probs = probabilities(&model, valid)?;
+        let probs = probabilities(model, valid)?;
         let prauc = mean_average_precision(valid_labels.iter().map(Vec::as_slice).zip(probs.chunks(m.max(1))));
         log.push(&serde_json::json!({"epoch": state.epoch, "train_loss": loss_sum / n as f64, "valid_prauc": prauc}))?;
         if state.best_epoch == 0 || prauc > f64::from_bits(state.best_prauc_bits) {
