@@ -62,6 +62,76 @@ fn distillation_beats_training_without_the_teacher() {
     assert!(log[7].train_kd.unwrap() < log[0].train_kd.unwrap(), "the KD loss falls: {log:?}");
 }
 
+/// A cohort where the teacher knows a rule the labels never show. Condition c in 0..4 (drugs `M{2c}`,
+/// `M{2c+1}`) is coded by a common diagnosis `D{c}` or by a rare synonym `D{10+c}`, among two noise
+/// diagnoses (`D40..D59`). Common-code patients carry both drugs; the rare-code patients carry none
+/// when `unrecorded` (the training split: their prescriptions were not recorded), both otherwise.
+/// The teacher vector is the one-hot condition for every patient: it knows what the synonym means.
+fn synonym_cohort(
+    seed: u64,
+    common: usize,
+    rare: usize,
+    unrecorded: bool,
+) -> (Vec<leader::data::record::Record>, Vec<(u64, [f32; 8])>) {
+    let mut rng = leader::nn::rng::TensorRng::new(seed);
+    let (mut records, mut teacher) = (Vec::new(), Vec::new());
+    for s in 0..(common + rare) as u64 {
+        let is_rare = s as usize >= common;
+        let class = if is_rare { (s as usize - common) % 4 } else { rng.below(4) };
+        let mut diags = vec![format!("D{}", if is_rare { 10 + class } else { class })];
+        diags.extend((0..2).map(|_| format!("D{}", 40 + rng.below(20))));
+        let meds = if is_rare && unrecorded {
+            Vec::new()
+        } else {
+            vec![format!("M{}", 2 * class), format!("M{}", 2 * class + 1)]
+        };
+        let subject = 9000 + seed * 10_000 + s;
+        records.push(record(subject, vec![visit(0, &diags, &[format!("P{}", rng.below(5))], &meds)], "Private"));
+        let mut vector = [0f32; 8];
+        vector[class] = 1.0;
+        teacher.push((subject, vector));
+    }
+    (records, teacher)
+}
+
+/// The rule of [`synonym_cohort`] reaches the student only through the teacher: on rare-code test
+/// patients, the distilled student ranks their condition's drugs well and clearly better than the
+/// student trained on the labels alone (measured: PRAUC 0.82–0.89 against 0.56–0.67), for three
+/// cohorts.
+#[test]
+fn distillation_carries_a_rule_the_labels_do_not_show() {
+    for seed in [1, 5, 9] {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vocab(8, 60, 5);
+        let (train_set, teacher) = synonym_cohort(seed, 240, 20, true);
+        let (valid_set, _) = synonym_cohort(seed + 100, 0, 60, false);
+        let (test_set, _) = synonym_cohort(seed + 200, 0, 120, false);
+        let data = dir.path().join("data");
+        write_data_dir(&data, &v, &train_set, &valid_set, &test_set);
+        let cache = dir.path().join("teacher.safetensors");
+        write_cache(&cache, &teacher);
+        let mut cfg = small_config(12);
+        cfg.train.patience = 100;
+        cfg.loss.alpha = 1.0;
+        let test_prauc = |run: &Path, teacher_source: TeacherSource| -> f64 {
+            train(&options(&data, run, cfg.clone(), teacher_source, false)).unwrap();
+            let out = run.with_extension("test.jsonl");
+            let args = PredictArgs { data: Some(data.clone()), split: Some("test".into()), ..predict_args(run, &out) };
+            leader::predict::run(&args).unwrap();
+            let scored = leader::io::read_jsonl::<leader::eval::predictions::Prediction>(&out).unwrap();
+            let ap = test_set.iter().zip(&scored).map(|(record, p)| {
+                let truth: Vec<bool> = (0..8).map(|m| record.labels.contains(&format!("M{m}"))).collect();
+                leader::eval::metrics::average_precision(&truth, &p.probabilities)
+            });
+            ap.sum::<f64>() / test_set.len() as f64
+        };
+        let plain = test_prauc(&dir.path().join("plain"), TeacherSource::None);
+        let kd = test_prauc(&dir.path().join("kd"), TeacherSource::Cache(cache));
+        eprintln!("seed {seed}: rare-code test PRAUC {plain:.3} without the teacher, {kd:.3} distilled");
+        assert!(kd > 0.75 && kd > plain + 0.15, "seed {seed}: without teacher {plain:.3}, distilled {kd:.3}");
+    }
+}
+
 fn small_data(dir: &Path) -> PathBuf {
     let v = vocab(6, 20, 8);
     let data = dir.join("data");
