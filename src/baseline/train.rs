@@ -5,7 +5,7 @@
 //! the best epoch's weights kept. One atomic checkpoint file holds the weights, the optimiser state
 //! and the progress, so `--resume` continues bit for bit.
 
-use super::model::{BaselineConfig, Buffers, Model, Step, TrainingData};
+use super::model::{BaselineConfig, Buffers, Model, Step, TrainSection, TrainingData};
 use super::{BaselineInfo, BaselineSummary, INFO};
 use crate::data::record::{Record, Visit};
 use crate::data::vocab::Vocab;
@@ -17,7 +17,7 @@ use crate::nn::layers::Dropout;
 use crate::nn::params::SeededVarMap;
 use crate::nn::rng::TensorRng;
 use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,6 +97,69 @@ pub struct Trained<'a, M> {
     pub buffers: &'a Buffers,
 }
 
+/// The training targets: every visit of every training patient, as (record, visit) pairs, with each
+/// visit's medications.
+struct Targets<'a> {
+    records: &'a [Record],
+    pairs: Vec<(usize, usize)>,
+    medications: Vec<Vec<Vec<usize>>>,
+    m: usize,
+}
+
+impl<'a> Targets<'a> {
+    fn new(records: &'a [Record], vocab: &Vocab) -> Self {
+        let pairs =
+            records.iter().enumerate().flat_map(|(r, rec)| (0..rec.visits.len()).map(move |v| (r, v))).collect();
+        let medications = records.iter().map(|r| medication_lists(r.visits.iter(), vocab)).collect();
+        Self { records, pairs, medications, m: vocab.num_medications() }
+    }
+
+    /// The histories of targets `batch` (indices into `pairs`) and their labels [B, M].
+    fn batch(&self, batch: &[usize]) -> Result<(Vec<&'a [Visit]>, Tensor)> {
+        let histories = batch.iter().map(|&i| &self.records[self.pairs[i].0].visits[..=self.pairs[i].1]).collect();
+        let lists: Vec<&[usize]> =
+            batch.iter().map(|&i| self.medications[self.pairs[i].0][self.pairs[i].1].as_slice()).collect();
+        Ok((histories, multi_hot(&lists, self.m, DType::F32)?))
+    }
+}
+
+/// The checkpoint's variables, optimiser state and progress, or a fresh start.
+fn restore(
+    checkpoint: &Path,
+    log_path: &Path,
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+    resume: bool,
+) -> Result<(Progress, TrainLog)> {
+    if !resume {
+        return Ok((Progress::default(), TrainLog::new(log_path)));
+    }
+    let mut saved = candle_core::safetensors::load(checkpoint, &Device::Cpu).context("reading the checkpoint")?;
+    for (name, var) in vars {
+        var.set(&saved.remove(name).with_context(|| format!("{}: no {name}", checkpoint.display()))?)?;
+    }
+    let state = Progress::from_tensor(&saved.remove(PROGRESS).context("checkpoint: no progress")?)?;
+    opt.load_state(&saved)?;
+    let log = TrainLog::resume(log_path, |_, e| e["epoch"].as_u64().is_some_and(|x| x as usize <= state.epoch))?;
+    Ok((state, log))
+}
+
+/// One pass over the targets in the epoch's shuffled order; the mean training loss.
+fn train_epoch<M: Model>(model: &M, targets: &Targets, opt: &mut AdamW, t: &TrainSection, epoch: usize) -> Result<f64> {
+    let n = targets.pairs.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    TensorRng::derive(t.seed, &[epoch as u64]).shuffle(&mut order);
+    let mut loss_sum = 0.0;
+    for (b, batch) in order.chunks(t.batch_size).enumerate() {
+        let (histories, labels) = targets.batch(batch)?;
+        let rng = TensorRng::derive(t.seed, &[epoch as u64, b as u64, 1]);
+        let loss = model.loss(&histories, &labels, &mut Step { rng: Some(rng), samples: n, epoch })?;
+        loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        opt.step(&loss.backward()?)?;
+    }
+    Ok(loss_sum / n as f64)
+}
+
 /// Trains into `run` (resuming from its checkpoint when `resume`); see the module docs.
 pub fn train<M: Model>(
     cfg: &BaselineConfig<M::Dims>,
@@ -106,84 +169,44 @@ pub fn train<M: Model>(
     run: &mut RunDir,
     resume: bool,
 ) -> Result<BaselineSummary> {
-    let t = &cfg.train;
-    let (vocab, device) = (data.vocab, Device::Cpu);
+    let (t, vocab) = (&cfg.train, data.vocab);
     let Trained { model, params, buffers } = trained;
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(t.lr))?;
     let (checkpoint, log_path) = (run.entry(CHECKPOINT)?, run.entry(LOG)?);
-    let (mut state, mut log) = if resume {
-        let mut saved = candle_core::safetensors::load(&checkpoint, &device).context("reading the checkpoint")?;
-        for (name, var) in &vars {
-            var.set(&saved.remove(name).with_context(|| format!("{}: no {name}", checkpoint.display()))?)?;
-        }
-        let state = Progress::from_tensor(&saved.remove(PROGRESS).context("checkpoint: no progress")?)?;
-        opt.load_state(&saved)?;
-        let log = TrainLog::resume(&log_path, |_, e| e["epoch"].as_u64().is_some_and(|x| x as usize <= state.epoch))?;
-        (state, log)
-    } else {
-        (Progress::default(), TrainLog::new(&log_path))
-    };
+    let (mut state, mut log) = restore(&checkpoint, &log_path, &vars, &mut opt, resume)?;
     crate::config::save(cfg, &run.entry("config.toml")?)?;
     let (model_path, info_path) = (run.entry(MODEL)?, run.entry(INFO)?);
-    // Every visit of every training patient is a target: (record, visit) pairs.
-    let targets: Vec<(usize, usize)> =
-        data.train.iter().enumerate().flat_map(|(r, rec)| (0..rec.visits.len()).map(move |v| (r, v))).collect();
-    let target_meds: Vec<Vec<Vec<usize>>> =
-        data.train.iter().map(|r| medication_lists(r.visits.iter(), vocab)).collect();
+    let targets = Targets::new(data.train, vocab);
     let valid_labels = medication_lists(valid.iter().map(Record::target), vocab);
-    let (m, n) = (vocab.num_medications(), targets.len());
-    let weights = || -> HashMap<String, Tensor> {
-        let mut w: HashMap<String, Tensor> = vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        w.extend(buffers.iter().map(|(k, v)| (format!("{BUFFER_PREFIX}{k}"), v.clone())));
-        w
-    };
+    let variables = || vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone()));
     let bar = crate::progress::bar(t.epochs as u64, &format!("train-baseline {}", M::KIND.name()));
     bar.set_position(state.epoch as u64);
     while state.epoch < t.epochs {
-        let mut order: Vec<usize> = (0..n).collect();
-        TensorRng::derive(t.seed, &[state.epoch as u64]).shuffle(&mut order);
-        let mut loss_sum = 0.0;
-        for (b, batch) in order.chunks(t.batch_size).enumerate() {
-            let histories: Vec<&[Visit]> =
-                batch.iter().map(|&i| &data.train[targets[i].0].visits[..=targets[i].1]).collect();
-            let lists: Vec<&[usize]> =
-                batch.iter().map(|&i| target_meds[targets[i].0][targets[i].1].as_slice()).collect();
-            let labels = multi_hot(&lists, m, DType::F32)?;
-            let rng = TensorRng::derive(t.seed, &[state.epoch as u64, b as u64, 1]);
-            let mut step = Step { rng: Some(rng), samples: n, epoch: state.epoch };
-            let loss = model.loss(&histories, &labels, &mut step)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
-            opt.step(&loss.backward()?)?;
-        }
+        let train_loss = train_epoch(model, &targets, &mut opt, t, state.epoch)?;
         state.epoch += 1;
         let probs = probabilities(model, valid)?;
-        let prauc = mean_average_precision(valid_labels.iter().map(Vec::as_slice).zip(probs.chunks(m.max(1))));
-        log.push(&serde_json::json!({"epoch": state.epoch, "train_loss": loss_sum / n as f64, "valid_prauc": prauc}))?;
+        let prauc = mean_average_precision(valid_labels.iter().map(Vec::as_slice).zip(probs.chunks(targets.m.max(1))));
+        log.push(&serde_json::json!({"epoch": state.epoch, "train_loss": train_loss, "valid_prauc": prauc}))?;
         if state.best_epoch == 0 || prauc > f64::from_bits(state.best_prauc_bits) {
             (state.best_epoch, state.best_prauc_bits) = (state.epoch, prauc.to_bits());
-            crate::io::write_safetensors(&model_path, &weights())?;
-            let info = BaselineInfo {
-                kind: M::KIND,
-                vocab_fingerprint: vocab.fingerprint(),
-                best_epoch: state.epoch,
-                best_valid_prauc: prauc,
-            };
+            let mut weights: HashMap<String, Tensor> = variables().collect();
+            weights.extend(buffers.iter().map(|(k, v)| (format!("{BUFFER_PREFIX}{k}"), v.clone())));
+            crate::io::write_safetensors(&model_path, &weights)?;
+            let (kind, vocab_fingerprint) = (M::KIND, vocab.fingerprint());
+            let info = BaselineInfo { kind, vocab_fingerprint, best_epoch: state.epoch, best_valid_prauc: prauc };
             crate::io::write_json(&info_path, &info)?;
         }
         // The log first: a crash before the checkpoint leaves entries that resume drops.
         log.save()?;
         let mut saved = opt.state()?;
-        saved.extend(vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())));
+        saved.extend(variables());
         saved.insert(PROGRESS.to_string(), state.tensor()?);
         crate::io::write_safetensors(&checkpoint, &saved)?;
         bar.println(format!("epoch {}: valid PRAUC {prauc:.4}", state.epoch));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(BaselineSummary {
-        epochs_done: state.epoch,
-        best_epoch: state.best_epoch,
-        best_valid_prauc: f64::from_bits(state.best_prauc_bits),
-    })
+    let best_valid_prauc = f64::from_bits(state.best_prauc_bits);
+    Ok(BaselineSummary { epochs_done: state.epoch, best_epoch: state.best_epoch, best_valid_prauc })
 }
