@@ -9,7 +9,6 @@ use candle_core::{DType, Device, Tensor, Var};
 use leader::baseline::lr::objective;
 use leader::baseline::model::{Model, Step};
 use leader::baseline::{train_baseline, BaselineInfo, BaselineKind, TrainBaselineArgs};
-use leader::config::ConfigArgs;
 use leader::data::record::Record;
 use leader::eval::metrics::average_precision;
 use leader::nn::gradcheck;
@@ -44,7 +43,8 @@ fn args_of(kind: BaselineKind, data: &Path, out: &Path, epochs: usize) -> TrainB
         data: Some(data.to_path_buf()),
         run: leader::io::output::RunArgs { out: Some(out.to_path_buf()), ..Default::default() },
         epochs: Some(epochs),
-        config: ConfigArgs { config: None, set: vec!["train.batch_size=32".into(), "train.lr=0.05".into()] },
+        batch_size: Some(32),
+        lr: Some(0.05),
         ..Default::default()
     }
 }

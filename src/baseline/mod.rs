@@ -70,6 +70,12 @@ pub struct TrainBaselineArgs {
     /// Passes over the training data (train.epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Targets per Adam step (train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate (train.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Seed of the initial weights, the training order and dropout (train.seed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -142,6 +148,8 @@ fn kind_names() -> String {
 /// [`train_baseline`] for model `M`.
 fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
+    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b)));
+    flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
     flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
     let (cfg, inputs): (BaselineConfig<M::Dims>, _) = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => (
