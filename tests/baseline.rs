@@ -362,3 +362,27 @@ fn ddi_models_refuse_a_data_folder_without_ddi_pairs_before_making_a_run() {
         assert!(!run.exists(), "{kind:?}: a failed start left {}", run.display());
     }
 }
+
+/// Impossible model and training settings are refused by name before a run folder is made.
+#[test]
+fn impossible_settings_are_refused_by_name_before_making_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, ..) = history_data(dir.path(), Chronic::FirstVisit);
+    let cases = [
+        (BaselineKind::Retain, "model.embedding=0", "model.embedding = 0"),
+        (BaselineKind::Gamenet, "model.graph_dropout=1.0", "model.graph_dropout = 1"),
+        (BaselineKind::Micron, "model.dropout=-0.1", "model.dropout = -0.1"),
+        (BaselineKind::Transformer, "model.heads=3", "model.heads = 3"),
+        (BaselineKind::Lr, "model.c=0.0", "model.c = 0"),
+        (BaselineKind::Retain, "train.lr=-1.0", "train.lr = -1"),
+    ];
+    for (kind, set, expected) in cases {
+        let run = dir.path().join("run");
+        // Without the flags, which would override a --set of the same key.
+        let mut args = TrainBaselineArgs { lr: None, batch_size: None, ..args_of(kind, &data, &run, 1) };
+        args.config.set.push(set.to_string());
+        let err = format!("{:#}", train_baseline(&args).unwrap_err());
+        assert!(err.contains(expected), "{kind:?} {set}: {err}");
+        assert!(!run.exists(), "{kind:?} {set}: a run folder was left");
+    }
+}

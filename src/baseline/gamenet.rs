@@ -19,7 +19,7 @@
 //! visit); the original draws its acceptance from NumPy's global stream, ours from the step's seed.
 
 use super::losses::{margin_rows, DdiTerm};
-use super::model::{Buffers, Model, Step, TrainingData};
+use super::model::{check_dims, Buffers, Model, Step, TrainingData};
 use super::visits::{gather_slots, softmax_over_filled, DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
@@ -145,6 +145,7 @@ impl Model for Gamenet {
 
     fn new(dims: &GamenetDims, vocab: &Vocab, buffers: &Buffers, vb: VarBuilder) -> Result<Self> {
         ensure!(dims.temperature > 0.0 && dims.decay > 0.0, "model.temperature and model.decay must be positive");
+        check_dims(dims.embedding, &[("dropout", dims.dropout), ("graph_dropout", dims.graph_dropout)])?;
         let graph = |name: &str| -> Result<Tensor> {
             let t = buffers.get(name).with_context(|| format!("no buffer {name}"))?;
             Ok(t.to_dtype(vb.dtype())?.to_device(vb.device())?)

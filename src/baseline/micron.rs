@@ -22,7 +22,7 @@
 //! its optimiser is RMSprop one patient per step, ours Adam over batches.
 
 use super::losses::{margin_rows, DdiTerm};
-use super::model::{Buffers, Model, Step, TrainingData};
+use super::model::{check_dims, Buffers, Model, Step, TrainingData};
 use super::visits::{DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
@@ -98,6 +98,7 @@ impl Model for Micron {
     }
 
     fn new(dims: &MicronDims, vocab: &Vocab, buffers: &Buffers, vb: VarBuilder) -> Result<Self> {
+        check_dims(dims.embedding, &[("dropout", dims.dropout)])?;
         let (d, m) = (dims.embedding, vocab.num_medications());
         Ok(Self {
             codes: DiagnosisProcedureEmbeddings::new(&vb, vocab, d)?,

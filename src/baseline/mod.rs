@@ -166,6 +166,7 @@ fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     // Everything that can fail on the inputs or the config happens before the run folder is made.
     let t = &cfg.train;
     ensure!(t.epochs > 0 && t.batch_size > 0, "train.epochs and train.batch_size must be positive");
+    ensure!(t.lr.is_finite() && t.lr > 0.0, "train.lr = {}: must be positive", t.lr);
     let data = &inputs.data;
     let vocab = Vocab::load(&data.join("vocab.json"))?;
     let train = read_records(&data.join("train.jsonl"))?;

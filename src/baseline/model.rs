@@ -100,3 +100,13 @@ pub struct TrainSection {
     /// Seed of the initial weights, the target order and dropout.
     pub seed: u64,
 }
+
+/// Refuses a zero `model.embedding` and dropout rates outside [0, 1), naming the config key: a
+/// model's `new` calls it before any run folder is made.
+pub fn check_dims(embedding: usize, dropouts: &[(&str, f64)]) -> Result<()> {
+    anyhow::ensure!(embedding > 0, "model.embedding = 0: must be positive");
+    for (key, p) in dropouts {
+        anyhow::ensure!((0.0..1.0).contains(p), "model.{key} = {p}: a dropout rate must be in [0, 1)");
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@
 //! the target visit's diagnoses; PyHealth reverses the sequence for the GRUs but weights the
 //! un-reversed visits with the reversed attention. We follow the paper.
 
-use super::model::{Buffers, Model};
+use super::model::{check_dims, Buffers, Model};
 use super::visits::{softmax_over_filled, CodeSpace, Order, Pool, Stream, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
@@ -53,6 +53,7 @@ impl Model for Retain {
     type Dims = RetainDims;
 
     fn new(dims: &RetainDims, vocab: &Vocab, _: &Buffers, vb: VarBuilder) -> Result<Self> {
+        check_dims(dims.embedding, &[("dropout", dims.dropout)])?;
         let codes = CodeSpace::new(vocab, &[Stream::Diagnoses, Stream::Procedures, Stream::EarlierMedications]);
         let d = dims.embedding;
         let embedding = vb.get_with_hints((codes.size(), d), "embedding", Init::Randn { mean: 0.0, stdev: 1.0 })?;

@@ -12,7 +12,7 @@
 //! PyHealth's, an output projection with a bias and the tanh form of GELU where PyHealth has neither.
 //! PyHealth filters out patients with fewer than two visits; here they are trained and scored.
 
-use super::model::{Buffers, Model};
+use super::model::{check_dims, Buffers, Model};
 use super::visits::{CodeSpace, Order, Pool, Stream, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
@@ -89,6 +89,14 @@ impl Model for Transformer {
     type Dims = TransformerDims;
 
     fn new(dims: &TransformerDims, vocab: &Vocab, _: &Buffers, vb: VarBuilder) -> Result<Self> {
+        check_dims(dims.embedding, &[("dropout", dims.dropout), ("attention_dropout", dims.attention_dropout)])?;
+        anyhow::ensure!(
+            dims.heads > 0 && dims.embedding.is_multiple_of(dims.heads) && dims.layers > 0,
+            "model.heads = {} and model.layers = {}: both positive, and the heads must divide model.embedding = {}",
+            dims.heads,
+            dims.layers,
+            dims.embedding
+        );
         let stream = |name: &str, stream| FeatureStream::new(vb.pp(name), vocab, stream, dims);
         Ok(Self {
             streams: [
