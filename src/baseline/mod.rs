@@ -172,6 +172,8 @@ fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
     let train = read_records(&data.join("train.jsonl"))?;
     let valid = read_records(&data.join("valid.jsonl"))?;
     ensure!(!train.is_empty() && !valid.is_empty(), "{}: train and valid splits need records", data.display());
+    report_codes_outside(&vocab, &train, "the train split");
+    report_codes_outside(&vocab, &valid, "the valid split");
     let ddi_path = data.join("ddi.json");
     let ddi = if ddi_path.is_file() { Some(DdiPairs::load(&ddi_path)?) } else { None };
     let training = TrainingData { vocab: &vocab, train: &train, ddi: ddi.as_ref() };
@@ -202,6 +204,14 @@ fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
         run.finish()?;
     }
     Ok(summary)
+}
+
+/// Says how many codes of `records` the models skip because `vocab.json` has no place for them.
+fn report_codes_outside(vocab: &Vocab, records: &[Record], what: &str) {
+    let outside = visits::codes_outside(vocab, records);
+    if outside > 0 {
+        crate::progress::say(format!("{what}: {outside} codes outside vocab.json are skipped"));
+    }
 }
 
 /// Scoring, whatever the model.
@@ -260,7 +270,9 @@ impl BaselineScorer {
         mut write: impl FnMut(u64, &[f32]) -> Result<()>,
     ) -> Result<()> {
         check_records_vocabulary(data, records, &self.vocab.fingerprint())?;
-        let records: Vec<Record> = read_records(records)?;
+        let path = records;
+        let records: Vec<Record> = read_records(path)?;
+        report_codes_outside(&self.vocab, &records, &path.display().to_string());
         for chunk in records.chunks(batch_size.unwrap_or(512).max(1)) {
             let probs = self.model.probabilities(chunk)?;
             for (record, p) in chunk.iter().zip(probs.chunks(self.vocab.num_medications().max(1))) {

@@ -284,3 +284,63 @@ impl DiagnosisProcedureEmbeddings {
         Ok((diagnoses, procedures))
     }
 }
+
+/// How many codes (diagnoses, procedures, medications) of `records` are outside `vocab`: the
+/// models skip them, and the harness reports the count.
+pub fn codes_outside(vocab: &Vocab, records: &[crate::data::record::Record]) -> usize {
+    fn known(list: &[crate::data::vocab::CodeEntry]) -> std::collections::HashSet<&str> {
+        list.iter().map(|e| e.code.as_str()).collect()
+    }
+    let (diagnoses, procedures, medications) =
+        (known(&vocab.diagnoses), known(&vocab.procedures), known(&vocab.medications));
+    let outside = |codes: &[String], set: &std::collections::HashSet<&str>| {
+        codes.iter().filter(|c| !set.contains(c.as_str())).count()
+    };
+    records
+        .iter()
+        .flat_map(|r| &r.visits)
+        .map(|v| {
+            outside(&v.diagnoses, &diagnoses)
+                + outside(&v.procedures, &procedures)
+                + outside(&v.medications, &medications)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::record::Record;
+    use crate::data::vocab::CodeEntry;
+
+    fn entries(codes: &[&str]) -> Vec<CodeEntry> {
+        codes.iter().map(|c| CodeEntry { code: c.to_string(), name: String::new() }).collect()
+    }
+
+    /// Every stream's codes are looked up in their own list: a diagnosis code that is only a
+    /// procedure code counts as outside.
+    #[test]
+    fn codes_outside_the_vocabulary_are_counted_per_stream() {
+        let vocab = Vocab {
+            medications: entries(&["M0"]),
+            diagnoses: entries(&["D0", "D1"]),
+            procedures: entries(&["P0"]),
+            profile: Default::default(),
+        };
+        let visit = |d: &[&str], p: &[&str], m: &[&str]| Visit {
+            hadm_id: 1,
+            admittime: String::new(),
+            diagnoses: d.iter().map(|s| s.to_string()).collect(),
+            procedures: p.iter().map(|s| s.to_string()).collect(),
+            medications: m.iter().map(|s| s.to_string()).collect(),
+        };
+        let record = Record {
+            subject_id: 1,
+            visits: vec![visit(&["D0", "P0", "D9"], &["P0"], &["M0", "M7"]), visit(&["D1"], &["D1"], &[])],
+            profile: Default::default(),
+            labels: vec![],
+            prompt: String::new(),
+        };
+        assert_eq!(codes_outside(&vocab, &[record]), 4);
+    }
+}
