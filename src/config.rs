@@ -19,6 +19,43 @@ pub struct ConfigArgs {
     pub set: Vec<String>,
 }
 
+/// The flags of the epoch-trained models (`train-student`, `distill`, `train-baseline`): the data,
+/// the run folder, the common training keys and the config.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// Preprocessed data folder (its train and valid splits and vocab.json); on --resume, the run's.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: crate::io::output::RunArgs,
+    /// Epochs (train.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Records per step (train.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate (train.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of the initial weights, the training order and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+impl TrainArgs {
+    /// The explicit flags as `--set` assignments ([`flag`]), the seed under `seed_key` (the
+    /// student's config keeps it at the top level, a baseline's under `train`).
+    pub fn flags(&self, seed_key: &str) -> Vec<String> {
+        let mut flags: Vec<String> = self.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
+        flags.extend(self.batch_size.iter().map(|&b| flag("train.batch_size", b)));
+        flags.extend(self.lr.iter().map(|&lr| flag("train.lr", lr)));
+        flags.extend(self.seed.iter().map(|&s| flag(seed_key, s)));
+        flags
+    }
+}
+
 /// Overlays `top` onto `base`, recursing into tables.
 fn merge(base: &mut toml::Table, top: toml::Table) {
     for (key, value) in top {

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use leader::baseline::lr::objective;
 use leader::baseline::model::{Model, Step};
 use leader::baseline::{train_baseline, BaselineInfo, BaselineKind, TrainBaselineArgs};
+use leader::config::TrainArgs;
 use leader::data::record::Record;
 use leader::eval::metrics::average_precision;
 use leader::nn::gradcheck;
@@ -38,15 +39,15 @@ fn args(data: &Path, out: &Path, epochs: usize) -> TrainBaselineArgs {
 }
 
 fn args_of(kind: BaselineKind, data: &Path, out: &Path, epochs: usize) -> TrainBaselineArgs {
-    TrainBaselineArgs {
-        kind: Some(kind),
+    let train = TrainArgs {
         data: Some(data.to_path_buf()),
         run: leader::io::output::RunArgs { out: Some(out.to_path_buf()), ..Default::default() },
         epochs: Some(epochs),
         batch_size: Some(32),
         lr: Some(0.05),
         ..Default::default()
-    }
+    };
+    TrainBaselineArgs { kind: Some(kind), train }
 }
 
 fn predict(run: &Path, data: &Path, out: &Path) -> Vec<(u64, Vec<f32>)> {
@@ -149,7 +150,7 @@ fn resumed_lr_training_is_bit_identical() {
     train_baseline(&args(&data, &straight, 5)).unwrap();
     train_baseline(&args(&data, &split, 2)).unwrap();
     let run = leader::io::output::RunArgs { resume: Some(split.clone()), ..Default::default() };
-    let resumed = TrainBaselineArgs { run, epochs: Some(5), ..Default::default() };
+    let resumed = TrainBaselineArgs { kind: None, train: TrainArgs { run, epochs: Some(5), ..Default::default() } };
     assert_eq!(train_baseline(&resumed).unwrap().epochs_done, 5);
     for file in ["model.safetensors", "checkpoint.safetensors", "train_log.jsonl", "baseline.json"] {
         assert!(
@@ -336,7 +337,12 @@ fn resumed_sequence_baselines_are_bit_identical() {
         train_baseline(&args_of(kind, &data, &split, 2)).unwrap();
         let run = leader::io::output::RunArgs { resume: Some(split.clone()), ..Default::default() };
         assert_eq!(
-            train_baseline(&TrainBaselineArgs { run, epochs: Some(4), ..Default::default() }).unwrap().epochs_done,
+            train_baseline(&TrainBaselineArgs {
+                kind: None,
+                train: TrainArgs { run, epochs: Some(4), ..Default::default() }
+            })
+            .unwrap()
+            .epochs_done,
             4
         );
         for file in ["model.safetensors", "checkpoint.safetensors", "train_log.jsonl", "baseline.json"] {
@@ -379,8 +385,9 @@ fn impossible_settings_are_refused_by_name_before_making_a_run() {
     for (kind, set, expected) in cases {
         let run = dir.path().join("run");
         // Without the flags, which would override a --set of the same key.
-        let mut args = TrainBaselineArgs { lr: None, batch_size: None, ..args_of(kind, &data, &run, 1) };
-        args.config.set.push(set.to_string());
+        let mut args = args_of(kind, &data, &run, 1);
+        (args.train.lr, args.train.batch_size) = (None, None);
+        args.train.config.set.push(set.to_string());
         let err = format!("{:#}", train_baseline(&args).unwrap_err());
         assert!(err.contains(expected), "{kind:?} {set}: {err}");
         assert!(!run.exists(), "{kind:?} {set}: a run folder was left");

@@ -6,13 +6,14 @@ mod student_support;
 
 use candle_core::{DType, Device, Tensor};
 use leader::config::ConfigArgs;
+use leader::config::TrainArgs;
 use leader::data::record::Record;
 use leader::data::vocab::Vocab;
 use leader::nn::gradcheck::max_abs_diff;
 use leader::student::checkpoint;
 use leader::student::config::StudentConfig;
 use leader::student::kd::KdTarget;
-use leader::student::train::{run_distill, train, CommonTrainArgs, DistillArgs, TeacherSource, TrainOptions};
+use leader::student::train::{run_distill, train, DistillArgs, TeacherSource, TrainOptions};
 use leader::teacher::export::{export_hidden, ExportHiddenArgs};
 use leader::teacher::init_model::{init_model, InitModelArgs};
 use leader::teacher::train::{train_teacher, TrainTeacherArgs};
@@ -176,7 +177,7 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     assert_eq!((to.run.as_path(), to.cache.as_os_str().is_empty()), (teacher.as_path(), true));
     assert_eq!((to.device, to.dtype), (leader::nn::device::DeviceSpec::Cpu, leader::nn::device::Precision::F32));
     let resume = DistillArgs {
-        common: CommonTrainArgs {
+        common: TrainArgs {
             // The run's own data folder: resume needs no --data.
             data: None,
             run: leader::io::output::RunArgs { resume: Some(run_online.clone()), ..Default::default() },
@@ -199,7 +200,7 @@ fn teachers_that_do_not_fit_are_clear_errors() {
 
     // Neither flag: distill has no teacher.
     let run = leader::io::output::RunArgs { out: Some(dir.path().join("none")), ..Default::default() };
-    let common = CommonTrainArgs { data: Some(data.clone()), run, ..Default::default() };
+    let common = TrainArgs { data: Some(data.clone()), run, ..Default::default() };
     let err = run_distill(&DistillArgs { common, ..Default::default() }).unwrap_err().to_string();
     assert!(err.contains("--teacher RUN") && err.contains("--teacher-cache FILE"), "{err}");
 

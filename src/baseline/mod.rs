@@ -20,18 +20,18 @@ pub mod train;
 pub mod transformer;
 pub mod visits;
 
-use crate::config::{flag, ConfigArgs};
+use crate::config::{ConfigArgs, TrainArgs};
 use crate::data::ddi::DdiPairs;
 use crate::data::record::{read_records, Record};
 use crate::data::vocab::{check_records_vocabulary, Vocab};
-use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
+use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::nn::params::SeededVarMap;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
 use clap::{Args, ValueEnum};
 use model::{BaselineConfig, Model, TrainingData};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The baselines `train-baseline` trains.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,29 +58,12 @@ impl BaselineKind {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainBaselineArgs {
-    /// Which baseline (config: `configs/baseline-NAME.toml`); on --resume, the run's.
+    /// Which baseline (config: `configs/baseline-NAME.toml`); on --resume, the run's. GAMENet and
+    /// MICRON also read the data folder's ddi.json.
     #[arg(long = "model", value_enum)]
     pub kind: Option<BaselineKind>,
-    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json; ddi.json where the model
-    /// uses one); on --resume, the run's.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
     #[command(flatten)]
-    pub run: RunArgs,
-    /// Passes over the training data (train.epochs).
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Targets per Adam step (train.batch_size).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Adam learning rate (train.lr).
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Seed of the initial weights, the training order and dropout (train.seed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[command(flatten)]
-    pub config: ConfigArgs,
+    pub train: TrainArgs,
 }
 
 /// What `baseline.json` records: the model and the vocabulary it was trained on, and its best
@@ -122,7 +105,7 @@ pub fn run_train_baseline(args: &TrainBaselineArgs) -> Result<()> {
 
 /// Trains (or resumes) a baseline run as `args` say.
 pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
-    let kind = match &args.run.resume {
+    let kind = match &args.train.run.resume {
         Some(run) => {
             let info: BaselineInfo = crate::io::read_json(&run.join(INFO))?;
             if let Some(kind) = args.kind.filter(|k| *k != info.kind) {
@@ -133,11 +116,11 @@ pub fn train_baseline(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
         None => args.kind.with_context(|| format!("give --model NAME ({})", kind_names()))?,
     };
     match kind {
-        BaselineKind::Lr => train_model::<lr::Lr>(args),
-        BaselineKind::Retain => train_model::<retain::Retain>(args),
-        BaselineKind::Gamenet => train_model::<gamenet::Gamenet>(args),
-        BaselineKind::Micron => train_model::<micron::Micron>(args),
-        BaselineKind::Transformer => train_model::<transformer::Transformer>(args),
+        BaselineKind::Lr => train_model::<lr::Lr>(&args.train),
+        BaselineKind::Retain => train_model::<retain::Retain>(&args.train),
+        BaselineKind::Gamenet => train_model::<gamenet::Gamenet>(&args.train),
+        BaselineKind::Micron => train_model::<micron::Micron>(&args.train),
+        BaselineKind::Transformer => train_model::<transformer::Transformer>(&args.train),
     }
 }
 
@@ -146,11 +129,8 @@ fn kind_names() -> String {
 }
 
 /// [`train_baseline`] for model `M`.
-fn train_model<M: Model>(args: &TrainBaselineArgs) -> Result<BaselineSummary> {
-    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
-    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b)));
-    flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
-    flags.extend(args.seed.iter().map(|&s| flag("train.seed", s)));
+fn train_model<M: Model>(args: &TrainArgs) -> Result<BaselineSummary> {
+    let flags = args.flags("train.seed");
     let (cfg, inputs): (BaselineConfig<M::Dims>, _) = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => (
             crate::config::resume(run, &args.config, &flags, &["train.epochs"])?,

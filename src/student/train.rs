@@ -9,11 +9,11 @@ use super::kd::KdTarget;
 use super::losses::TrainingHeads;
 use super::model::{ModelShape, StudentNet};
 use super::step::Trainer;
-use crate::config::ConfigArgs;
+use crate::config::TrainArgs;
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
 use crate::eval::metrics::{score_record, Threshold};
-use crate::io::output::{OutputKind, RunArgs, RunDir, RunInputs};
+use crate::io::output::{OutputKind, RunDir, RunInputs};
 use crate::io::TrainLog;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::device::{DeviceSpec, Precision};
@@ -28,40 +28,16 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Flags shared by `train-student` and `distill`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct CommonTrainArgs {
-    /// Preprocessed data folder (train.jsonl, valid.jsonl, vocab.json); on --resume, the run's.
-    #[arg(long, required_unless_present = "resume")]
-    pub data: Option<PathBuf>,
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Maximum epochs (train.epochs).
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Records per step (train.batch_size).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Adam learning rate (train.lr).
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Seed of weights, shuffles and dropout (seed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[command(flatten)]
-    pub config: ConfigArgs,
-}
-
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainStudentArgs {
     #[command(flatten)]
-    pub common: CommonTrainArgs,
+    pub common: TrainArgs,
 }
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct DistillArgs {
     #[command(flatten)]
-    pub common: CommonTrainArgs,
+    pub common: TrainArgs,
     /// Offline KD: teacher cache (safetensors `hidden` [n, H], `subject_id` [n]) over the train split
     /// (teacher.cache).
     #[arg(long, conflicts_with = "teacher")]
@@ -206,12 +182,8 @@ pub fn run_distill(args: &DistillArgs) -> Result<()> {
 /// Resolves the config: defaults, --config, --set, then the explicit flags and the command's own
 /// `forced` assignments; on --resume the run's saved config and data, where only --epochs and the
 /// keys in `may_change` may differ. The teacher is left out (`TeacherSource::None`) for the caller to set.
-fn options(args: &CommonTrainArgs, forced: &[String], may_change: &[&str]) -> Result<TrainOptions> {
-    use crate::config::flag;
-    let mut flags: Vec<String> = args.epochs.iter().map(|&e| flag("train.epochs", e)).collect();
-    flags.extend(args.batch_size.iter().map(|&b| flag("train.batch_size", b)));
-    flags.extend(args.lr.iter().map(|&lr| flag("train.lr", lr)));
-    flags.extend(args.seed.iter().map(|&s| flag("seed", s)));
+fn options(args: &TrainArgs, forced: &[String], may_change: &[&str]) -> Result<TrainOptions> {
+    let mut flags = args.flags("seed");
     flags.extend(forced.iter().cloned());
     let (run_dir, config, data_dir, resume) = match (&args.run.resume, &args.run.out) {
         (Some(run), _) => {
