@@ -20,7 +20,9 @@
 
 use super::losses::{margin_rows, DdiTerm};
 use super::model::{check_dims, Buffers, Model, Step, TrainingData};
-use super::visits::{gather_slots, softmax_over_filled, DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
+use super::visits::{
+    gather_slots, softmax_over_filled, CodeSpace, DiagnosisProcedureEmbeddings, Order, Pool, Stream, VisitGrid,
+};
 use super::BaselineKind;
 use crate::data::record::Visit;
 use crate::data::vocab::Vocab;
@@ -77,7 +79,8 @@ impl Gcn {
 
 pub struct Gamenet {
     codes: DiagnosisProcedureEmbeddings,
-    medication_index: std::collections::HashMap<String, usize>,
+    /// Earlier visits' prescriptions, the memory's values.
+    medications: CodeSpace,
     diagnosis_gru: Gru,
     procedure_gru: Gru,
     query: Linear,
@@ -124,8 +127,7 @@ impl Model for Gamenet {
 
     fn buffers(_: &GamenetDims, data: &TrainingData) -> Result<Buffers> {
         let (vocab, m) = (data.vocab, data.vocab.num_medications());
-        let ddi =
-            data.ddi.context("GAMENet needs the data folder's ddi.json (its DDI graph and loss)")?.adjacency(vocab);
+        let ddi = DdiTerm::required_adjacency(data, "GAMENet")?;
         let index = vocab.medication_index();
         let mut ehr = vec![false; m * m];
         for visit in data.train.iter().flat_map(|r| &r.visits) {
@@ -139,7 +141,7 @@ impl Model for Gamenet {
         Ok(Buffers::from([
             ("ehr_graph".to_string(), graph(&ehr)?),
             ("ddi_graph".to_string(), graph(&ddi)?),
-            DdiTerm::buffer(data, "GAMENet")?,
+            DdiTerm::buffer(&ddi, m)?,
         ]))
     }
 
@@ -153,7 +155,7 @@ impl Model for Gamenet {
         let (d, m) = (dims.embedding, vocab.num_medications());
         Ok(Self {
             codes: DiagnosisProcedureEmbeddings::new(&vb, vocab, d)?,
-            medication_index: vocab.medication_index().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            medications: CodeSpace::new(vocab, &[Stream::EarlierMedications]),
             diagnosis_gru: Gru::new(vb.pp("diagnosis_gru"), d, 2 * d)?,
             procedure_gru: Gru::new(vb.pp("procedure_gru"), d, 2 * d)?,
             query: torch_linear(4 * d, d, true, vb.pp("query"))?,
@@ -180,7 +182,7 @@ impl Model for Gamenet {
         // The memory of earlier visits: their queries are the keys, their prescriptions the values.
         let scores = queries.matmul(&q.unsqueeze(2)?)?.squeeze(2)?;
         let weights = softmax_over_filled(&scores, &grid.earlier(dtype, device)?)?;
-        let values = grid.earlier_medications(&self.medication_index, memory.dim(0)?, dtype, device)?;
+        let values = grid.multi_hot(&self.medications, dtype, device)?;
         let recalled = weights.unsqueeze(1)?.matmul(&values)?.squeeze(1)?.matmul(&memory)?;
         let has_history: Vec<f32> = histories.iter().map(|h| (h.len() > 1) as u8 as f32).collect();
         let has_history = Tensor::from_vec(has_history, (histories.len(), 1), device)?.to_dtype(dtype)?;

@@ -34,11 +34,15 @@ pub struct DdiTerm {
 const DDI_BUFFER: &str = "ddi";
 
 impl DdiTerm {
-    /// The buffer of `model`, which needs `ddi.json`.
-    pub fn buffer(data: &TrainingData, model: &str) -> anyhow::Result<(String, Tensor)> {
-        let (vocab, m) = (data.vocab, data.vocab.num_medications());
-        let ddi = data.ddi.with_context(|| format!("{model} needs the data folder's ddi.json (its DDI loss)"))?;
-        let values: Vec<f32> = ddi.adjacency(vocab).iter().map(|&a| a as u8 as f32).collect();
+    /// The data folder's DDI adjacency over the medications (row-major M×M), which `model` needs.
+    pub fn required_adjacency(data: &TrainingData, model: &str) -> anyhow::Result<Vec<bool>> {
+        let ddi = data.ddi.with_context(|| format!("{model} needs the data folder's ddi.json (its DDI graph)"))?;
+        Ok(ddi.adjacency(data.vocab))
+    }
+
+    /// The named buffer that holds `adjacency` ([`Self::required_adjacency`]) over `m` medications.
+    pub fn buffer(adjacency: &[bool], m: usize) -> Result<(String, Tensor)> {
+        let values: Vec<f32> = adjacency.iter().map(|&a| a as u8 as f32).collect();
         Ok((DDI_BUFFER.to_string(), Tensor::from_vec(values, (m, m), &Device::Cpu)?))
     }
 

@@ -23,7 +23,7 @@
 
 use super::losses::{margin_rows, DdiTerm};
 use super::model::{check_dims, Buffers, Model, Step, TrainingData};
-use super::visits::{DiagnosisProcedureEmbeddings, Order, Pool, VisitGrid};
+use super::visits::{CodeSpace, DiagnosisProcedureEmbeddings, Order, Pool, Stream, VisitGrid};
 use super::BaselineKind;
 use crate::data::record::Visit;
 use crate::data::vocab::Vocab;
@@ -33,7 +33,6 @@ use anyhow::Result;
 use candle_core::{Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +48,8 @@ pub struct MicronDims {
 
 pub struct Micron {
     codes: DiagnosisProcedureEmbeddings,
-    medication_index: HashMap<String, usize>,
+    /// The previous visit's prescriptions, the labels of its prediction.
+    medications: CodeSpace,
     health: Linear,
     prescription_hidden: Linear,
     prescription_out: Linear,
@@ -77,14 +77,14 @@ impl Micron {
         let (b, t, width) = x.dims3()?;
         let x = Tensor::cat(&[x.reshape((b * t, width))?, Tensor::zeros((1, width), x.dtype(), device)?], 0)?;
         let zero_visit = (b * t) as u32;
-        let target = grid.target_slots(device)?;
+        let target = grid.target_slot_indices();
         let previous: Vec<u32> = target
-            .to_vec1::<u32>()?
             .iter()
             .zip(grid.histories)
             .map(|(&slot, h)| if h.len() > 1 { slot - 1 } else { zero_visit })
             .collect();
-        Ok(Health { h: linear(&x, &self.health)?, target, previous: Tensor::new(previous, device)? })
+        let (target, previous) = (Tensor::new(target, device)?, Tensor::new(previous, device)?);
+        Ok(Health { h: linear(&x, &self.health)?, target, previous })
     }
 }
 
@@ -94,7 +94,8 @@ impl Model for Micron {
     type Dims = MicronDims;
 
     fn buffers(_: &MicronDims, data: &TrainingData) -> Result<Buffers> {
-        Ok(Buffers::from([DdiTerm::buffer(data, "MICRON")?]))
+        let adjacency = DdiTerm::required_adjacency(data, "MICRON")?;
+        Ok(Buffers::from([DdiTerm::buffer(&adjacency, data.vocab.num_medications())?]))
     }
 
     fn new(dims: &MicronDims, vocab: &Vocab, buffers: &Buffers, vb: VarBuilder) -> Result<Self> {
@@ -102,7 +103,7 @@ impl Model for Micron {
         let (d, m) = (dims.embedding, vocab.num_medications());
         Ok(Self {
             codes: DiagnosisProcedureEmbeddings::new(&vb, vocab, d)?,
-            medication_index: vocab.medication_index().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            medications: CodeSpace::new(vocab, &[Stream::EarlierMedications]),
             health: torch_linear(2 * d, d, true, vb.pp("health"))?,
             prescription_hidden: torch_linear(d, 4 * d, true, vb.pp("prescription_hidden"))?,
             prescription_out: torch_linear(4 * d, m, true, vb.pp("prescription_out"))?,
@@ -138,7 +139,7 @@ impl Model for Micron {
         let (dtype, device) = (current.dtype(), current.device());
         let m = current.dim(1)?;
         // The previous visit's drugs (an input), and whether there is a previous visit.
-        let earlier = grid.earlier_medications(&self.medication_index, m, dtype, device)?;
+        let earlier = grid.multi_hot(&self.medications, dtype, device)?;
         let has_last: Vec<f32> = histories.iter().map(|h| (h.len() > 1) as u8 as f32).collect();
         let has_last = Tensor::from_vec(has_last, histories.len(), device)?.to_dtype(dtype)?;
         let (b, t, _) = earlier.dims3()?;

@@ -70,13 +70,13 @@ fn medication_lists<'a>(visits: impl Iterator<Item = &'a Visit>, vocab: &Vocab) 
     visits.map(|v| v.medications.iter().filter_map(|m| index.get(m.as_str()).copied()).collect()).collect()
 }
 
-/// The multi-hot [B, M] of `lists`.
-fn multi_hot(lists: &[&[usize]], m: usize, dtype: DType) -> Result<Tensor> {
+/// The multi-hot [B, M] of `lists`, in f32 (the models train in f32).
+fn multi_hot(lists: &[&[usize]], m: usize) -> Result<Tensor> {
     let mut y = vec![0f32; lists.len() * m];
     for (row, list) in lists.iter().enumerate() {
         list.iter().for_each(|&l| y[row * m + l] = 1.0);
     }
-    Ok(Tensor::from_vec(y, (lists.len(), m), &Device::Cpu)?.to_dtype(dtype)?)
+    Ok(Tensor::from_vec(y, (lists.len(), m), &Device::Cpu)?)
 }
 
 /// A trained model's weights and buffers from its `model.safetensors`.
@@ -119,7 +119,7 @@ impl<'a> Targets<'a> {
         let histories = batch.iter().map(|&i| &self.records[self.pairs[i].0].visits[..=self.pairs[i].1]).collect();
         let lists: Vec<&[usize]> =
             batch.iter().map(|&i| self.medications[self.pairs[i].0][self.pairs[i].1].as_slice()).collect();
-        Ok((histories, multi_hot(&lists, self.m, DType::F32)?))
+        Ok((histories, multi_hot(&lists, self.m)?))
     }
 }
 

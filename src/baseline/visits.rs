@@ -103,10 +103,14 @@ impl<'a> VisitGrid<'a> {
         row * self.steps + k
     }
 
-    /// The slot of each row's target visit, [B] u32 (for gathering from a [B·T, d] tensor).
+    /// The slot of each row's target visit (row-major, row·T + k).
+    pub fn target_slot_indices(&self) -> Vec<u32> {
+        (0..self.batch()).map(|r| self.slot(r, self.histories[r].len() - 1) as u32).collect()
+    }
+
+    /// [`Self::target_slot_indices`] as a [B] u32 tensor (for gathering from a [B·T, d] tensor).
     pub fn target_slots(&self, device: &Device) -> Result<Tensor> {
-        let slots: Vec<u32> = (0..self.batch()).map(|r| self.slot(r, self.histories[r].len() - 1) as u32).collect();
-        Tensor::new(slots, device)
+        Tensor::new(self.target_slot_indices(), device)
     }
 
     /// 1 where a slot holds a visit, 0 on padding: [B, T].
@@ -156,27 +160,19 @@ impl<'a> VisitGrid<'a> {
         })
     }
 
-    /// The multi-hot of each slot's earlier-visit medications over `m` medications, [B, T, M]
-    /// (zero for the target visit and padding): GAMENet's memory values.
-    pub fn earlier_medications(
-        &self,
-        index: &HashMap<String, usize>,
-        m: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let mut values = vec![0f32; self.batch() * self.steps * m];
+    /// The multi-hot of each slot's codes of `space` over its codes, [B, T, codes] (zero on
+    /// padding): with the earlier-medications space alone, each earlier visit's prescriptions over
+    /// the M medications (zero for the target visit), GAMENet's memory values.
+    pub fn multi_hot(&self, space: &CodeSpace, dtype: DType, device: &Device) -> Result<Tensor> {
+        let n = space.size();
+        let mut values = vec![0f32; self.batch() * self.steps * n];
         for (r, h) in self.histories.iter().enumerate() {
-            for (v, visit) in h.iter().enumerate().take(h.len() - 1) {
+            for v in 0..h.len() {
                 let slot = self.slot(r, v);
-                visit
-                    .medications
-                    .iter()
-                    .filter_map(|c| index.get(c.as_str()))
-                    .for_each(|&i| values[slot * m + i] = 1.0);
+                space.ids(h, v).for_each(|id| values[slot * n + id as usize] = 1.0);
             }
         }
-        Tensor::from_vec(values, (self.batch(), self.steps, m), device)?.to_dtype(dtype)
+        Tensor::from_vec(values, (self.batch(), self.steps, n), device)?.to_dtype(dtype)
     }
 }
 
