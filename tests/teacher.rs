@@ -14,7 +14,7 @@ use leader::teacher::export::{export_hidden, ExportHiddenArgs};
 use leader::teacher::grads::loss_and_grads;
 use leader::teacher::init_model::{init_model, InitModelArgs};
 use leader::teacher::lora::{DropoutKey, LoraConfig, Pass, TARGET_MODULES};
-use leader::teacher::model::TeacherModel;
+use leader::teacher::model::{HeadKind, TeacherModel};
 use leader::teacher::peft::{self, TeacherMeta};
 use leader::teacher::train::{train_teacher, TrainTeacherArgs};
 use leader::teacher::weights::BaseModel;
@@ -86,6 +86,7 @@ fn tiny_model(dir: &Path, data: Option<&Path>) {
         seed: 7,
         data: data.map(Path::to_path_buf),
         tokenizer_vocab: 400,
+        name_tokens: false,
         overwrite: false,
     };
     init_model(&args).unwrap();
@@ -107,25 +108,90 @@ const PROMPTS: [&str; 3] = [
     "diagnosis: insomnia",
 ];
 
+/// `init-model --name-tokens` gives every code name of vocab.json a token of its own: a name encodes
+/// to that token and EOS (and keeps it inside a list), where the BPE alone splits it.
+#[test]
+fn name_tokens_make_each_code_name_one_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    data_folder(&data, 32, 8);
+    for name_tokens in [false, true] {
+        let dir = tmp.path().join(format!("base-{name_tokens}"));
+        let args = InitModelArgs {
+            shape: leader::teacher::llama_config::ModelShape::Tiny,
+            out: dir.clone(),
+            seed: 7,
+            data: Some(data.clone()),
+            tokenizer_vocab: 400,
+            name_tokens,
+            overwrite: false,
+        };
+        init_model(&args).unwrap();
+        let tokenizer = BaseModel::resolve(dir.to_str().unwrap(), None, 0).unwrap().prompt_tokenizer(64).unwrap();
+        let one = |name: &str| tokenizer.encode(name).unwrap();
+        for m in vocab().medications {
+            let ids = one(&m.name);
+            assert_eq!(ids.len() == 2, name_tokens, "{:?} -> {ids:?} (name tokens: {name_tokens})", m.name);
+        }
+        if name_tokens {
+            let both = one("prescribed: drug 1, drug 7");
+            assert!(both.contains(&one("drug 1")[0]) && both.contains(&one("drug 7")[0]), "{both:?}");
+        }
+    }
+}
+
 #[test]
 fn gradients_of_lora_and_head_match_finite_differences() {
     let base = BaseModel::resolve("random:tiny", None, 3).unwrap();
-    let model = TeacherModel::new(&base, &lora(), 5, 11, DType::F64, &Device::Cpu, 64).unwrap();
-    randomise_adapters(&model, 5);
-    let batch = model.batch(&PROMPTS[..2]).unwrap();
     let labels = Tensor::new(&[[1f64, 0., 0., 1., 0.], [0., 1., 0., 0., 1.]], &Device::Cpu).unwrap();
-    let vars = model.trainable();
-    // 2 layers x 7 modules x (A, B) + the head.
-    assert_eq!(vars.len(), 2 * 7 * 2 + 1);
-    let loss = || model.loss(&model.llama.pooled(&batch, Pass::train(None))?, &labels);
-    let reports = gradcheck::check(&vars, loss, 1e-5, 3).unwrap();
-    gradcheck::assert_close(&reports, 1e-5).unwrap();
+    // 2 layers x 7 modules x (A, B) + the head's weight (and bias).
+    for (kind, head_vars) in [(HeadKind::Reference, 1), (HeadKind::Standardised, 2)] {
+        let model = TeacherModel::new(&base, &lora(), kind, 5, 11, DType::F64, &Device::Cpu, 64).unwrap();
+        // Statistics measured on the three prompts, so standardising is not the identity.
+        let prompts = PROMPTS.map(String::from);
+        model.start_head(&prompts, &[vec![0, 3], vec![1, 4], vec![0]], 2).unwrap();
+        randomise_adapters(&model, 5);
+        let batch = model.batch(&PROMPTS[..2]).unwrap();
+        let vars = model.trainable();
+        assert_eq!(vars.len(), 2 * 7 * 2 + head_vars, "{kind:?}");
+        let loss = || model.loss(&model.llama.pooled(&batch, Pass::train(None))?, &labels);
+        let reports = gradcheck::check(&vars, loss, 1e-5, 3).unwrap();
+        gradcheck::assert_close(&reports, 1e-5).unwrap();
+    }
+}
+
+/// The standardised head starts as the frequency baseline: its input has mean 0 and standard
+/// deviation 1 over the measured prompts, and its bias is the smoothed log-odds of the labels.
+#[test]
+fn standardised_head_starts_at_the_label_frequencies() {
+    let base = BaseModel::resolve("random:tiny", None, 3).unwrap();
+    let model = TeacherModel::new(&base, &lora(), HeadKind::Standardised, 3, 11, DType::F64, &Device::Cpu, 64).unwrap();
+    let prompts = PROMPTS.map(String::from);
+    let labels = [vec![0], vec![0, 1], vec![0]];
+    model.start_head(&prompts, &labels, 2).unwrap();
+    let pooled = model.llama.pooled(&model.batch(&PROMPTS).unwrap(), Pass::frozen()).unwrap();
+    let x: Vec<Vec<f64>> = model.head_input(&pooled).unwrap().to_vec2().unwrap();
+    for d in 0..x[0].len() {
+        let column: Vec<f64> = x.iter().map(|row| row[d]).collect();
+        let mean = column.iter().sum::<f64>() / 3.0;
+        let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0;
+        assert!(mean.abs() < 1e-9 && (var - 1.0).abs() < 1e-6, "dimension {d}: mean {mean}, variance {var}");
+    }
+    // Zero head weights leave the bias alone: p = (k + 0.5) / (n + 1) for k of n = 3 records.
+    let zero = Tensor::zeros((3, x[0].len()), DType::F64, &Device::Cpu).unwrap();
+    let head = model.trainable().into_iter().find(|(n, _)| n == "cls_head.weight").unwrap().1;
+    head.set(&zero.to_dtype(head.dtype()).unwrap()).unwrap();
+    let p = model.probabilities(&PROMPTS[..1]).unwrap();
+    for (m, k) in [3.0, 1.0, 0.0].iter().enumerate() {
+        let expected = (k + 0.5) / 4.0;
+        assert!((f64::from(p[0][m]) - expected).abs() < 1e-6, "medication {m}: {} vs {expected}", p[0][m]);
+    }
 }
 
 #[test]
 fn checkpointed_layers_give_the_same_gradients() {
     let base = BaseModel::resolve("random:tiny", None, 4).unwrap();
-    let model = TeacherModel::new(&base, &lora(), 6, 12, DType::F64, &Device::Cpu, 64).unwrap();
+    let model = TeacherModel::new(&base, &lora(), HeadKind::Reference, 6, 12, DType::F64, &Device::Cpu, 64).unwrap();
     randomise_adapters(&model, 6);
     let batch = model.batch(&PROMPTS).unwrap();
     let labels = TensorRng::new(1).uniform((3, 6), 0.0, 1.0, DType::F64, &Device::Cpu).unwrap().ge(0.5).unwrap();
@@ -150,7 +216,7 @@ fn checkpointed_layers_give_the_same_gradients() {
 #[test]
 fn padding_and_fused_ops_do_not_change_the_pooled_vector() {
     let base = BaseModel::resolve("random:tiny", None, 5).unwrap();
-    let model = TeacherModel::new(&base, &lora(), 4, 13, DType::F32, &Device::Cpu, 128).unwrap();
+    let model = TeacherModel::new(&base, &lora(), HeadKind::Reference, 4, 13, DType::F32, &Device::Cpu, 128).unwrap();
     randomise_adapters(&model, 7);
     let alone = model.llama.pooled(&model.batch(&PROMPTS[..1]).unwrap(), Pass::frozen()).unwrap();
     let batch = model.batch(&PROMPTS).unwrap();
@@ -189,7 +255,7 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
     let model_dir = tmp.path().join("base");
     tiny_model(&model_dir, None);
     let base = BaseModel::resolve(model_dir.to_str().unwrap(), None, 0).unwrap();
-    let model = TeacherModel::new(&base, &lora(), 8, 21, DType::F32, &Device::Cpu, 128).unwrap();
+    let model = TeacherModel::new(&base, &lora(), HeadKind::Reference, 8, 21, DType::F32, &Device::Cpu, 128).unwrap();
     randomise_adapters(&model, 8);
     let meta = TeacherMeta {
         base_model: model_dir.to_str().unwrap().into(),
@@ -197,12 +263,28 @@ fn saved_adapter_loads_to_identical_outputs_in_both_peft_layouts() {
         base_seed: 0,
         base_fingerprint: base.fingerprint().unwrap(),
         max_tokens: 128,
+        head: HeadKind::Reference,
         hidden_size: 64,
         num_medications: 8,
         vocab_fingerprint: vocab().fingerprint(),
         step: 0,
         valid_prauc: None,
     };
+    // The standardised head's bias and statistics travel with it (measured, then the weights moved,
+    // so nothing is at its initial value).
+    let standardised =
+        TeacherModel::new(&base, &lora(), HeadKind::Standardised, 8, 21, DType::F32, &Device::Cpu, 128).unwrap();
+    standardised.start_head(&PROMPTS.map(String::from), &[vec![0], vec![1, 2], vec![0, 7]], 2).unwrap();
+    randomise_adapters(&standardised, 9);
+    let dir = tmp.path().join("ckpt-standardised");
+    std::fs::create_dir_all(&dir).unwrap();
+    let standardised_meta = TeacherMeta { head: HeadKind::Standardised, ..meta.clone() };
+    peft::save(&dir, &standardised, &lora(), &vocab(), &standardised_meta).unwrap();
+    let expected = standardised.probabilities(&PROMPTS).unwrap();
+    let loaded = Teacher::load(&dir, &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(loaded.model.probabilities(&PROMPTS).unwrap(), expected);
+    assert_ne!(model.probabilities(&PROMPTS).unwrap(), expected);
+
     let ckpt = tmp.path().join("ckpt");
     std::fs::create_dir_all(&ckpt).unwrap();
     peft::save(&ckpt, &model, &lora(), &vocab(), &meta).unwrap();

@@ -21,7 +21,7 @@ pub fn bench(args: &TrainTeacherArgs, steps: u64) -> Result<serde_json::Value> {
     let Setup { cfg, device, dtype, base } = setup(args)?;
     let t = &cfg.train;
     let m = 131; // the reference's MIMIC-III medication vocabulary size
-    let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, args.bench_seq_len)?;
+    let model = TeacherModel::new(&base, &cfg.lora, cfg.head.kind, m, t.seed, dtype, &device, args.bench_seq_len)?;
     let vars = model.trainable();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(t.lr))?;
     let mut rng = TensorRng::new(t.seed);
@@ -90,7 +90,7 @@ pub fn check_against_cpu(args: &TrainTeacherArgs) -> Result<serde_json::Value> {
         grads: Vec<(String, Tensor)>,
     }
     let run = |device: &Device, dtype: DType| -> Result<Measured> {
-        let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, device, args.bench_seq_len)?;
+        let model = TeacherModel::new(&base, &cfg.lora, cfg.head.kind, m, t.seed, dtype, device, args.bench_seq_len)?;
         let vars = model.trainable();
         for (name, var) in &vars {
             let mut values = TensorRng::derive(t.seed, &[fnv1a(name.as_bytes())]);

@@ -6,9 +6,10 @@
 
 use super::llama::Llama;
 use super::llama_config::{LlamaConfig, ModelShape};
-use super::tokenizer::{builtin_corpus, train_tokenizer};
+use super::tokenizer::{add_name_tokens, builtin_corpus, train_tokenizer};
 use super::weights::RandomWeights;
 use crate::data::record::read_records;
+use crate::data::vocab::Vocab;
 use crate::io::output::{OutputDir, OutputKind};
 use anyhow::{anyhow, Result};
 use candle_core::Device;
@@ -38,6 +39,10 @@ pub struct InitModelArgs {
     /// Target BPE vocabulary size (the 1b/7b configs still declare 32000 embedding rows).
     #[arg(long, default_value_t = 2000)]
     pub tokenizer_vocab: usize,
+    /// Also give every code name of --data's vocab.json (diagnoses, procedures, medications) a token
+    /// of its own, so a small model can learn what each code means from a corpus (the demo's base).
+    #[arg(long, requires = "data")]
+    pub name_tokens: bool,
 }
 
 /// Writes the model folder atomically; returns its config.
@@ -47,7 +52,10 @@ pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
         Some(dir) => read_records(&dir.join("train.jsonl"))?.into_iter().map(|r| r.prompt).collect(),
         None => builtin_corpus(),
     };
-    let tokenizer = train_tokenizer(corpus, args.tokenizer_vocab)?;
+    let mut tokenizer = train_tokenizer(corpus, args.tokenizer_vocab)?;
+    if let (true, Some(dir)) = (args.name_tokens, &args.data) {
+        add_name_tokens(&mut tokenizer, &Vocab::load(&dir.join("vocab.json"))?);
+    }
     let tokens = tokenizer.get_vocab_size(true);
     let cfg = LlamaConfig::shape(args.shape, tokens);
     // Benchmarks of the large shapes should rather use `--model random:7b`, which makes the weights on

@@ -274,7 +274,7 @@ impl Llama {
 mod tests {
     use super::*;
     use crate::teacher::lora::{DropoutKey, TARGET_MODULES};
-    use crate::teacher::model::TeacherModel;
+    use crate::teacher::model::{HeadKind, TeacherModel};
     use crate::teacher::weights::BaseModel;
 
     /// A LoRA step's backward pass holds gradients for the adapters and the head, and none for the
@@ -284,7 +284,7 @@ mod tests {
         let base = BaseModel::resolve("random:tiny", None, 3).unwrap();
         let modules = TARGET_MODULES.map(String::from).to_vec();
         let lora = LoraConfig { r: 4, alpha: 8.0, dropout: 0.1, target_modules: modules };
-        let model = TeacherModel::new(&base, &lora, 5, 11, DType::F32, &Device::Cpu, 64).unwrap();
+        let model = TeacherModel::new(&base, &lora, HeadKind::Reference, 5, 11, DType::F32, &Device::Cpu, 64).unwrap();
         let batch = model.batch(&["a b c d e", "f g"]).unwrap();
         let labels = Tensor::new(&[[1f32, 0., 0., 1., 0.], [0., 1., 0., 0., 1.]], &Device::Cpu).unwrap();
         let pass = Pass::train(Some(DropoutKey { seed: 1, step: 0, micro: 0 }));

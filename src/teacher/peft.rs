@@ -1,12 +1,13 @@
 //! Checkpoints in PEFT's layout, so adapters move between this crate and Python PEFT:
 //! `adapter_config.json`, `adapter_model.safetensors` (keys
 //! `base_model.model.layers.{i}.self_attn.q_proj.lora_A.weight`, the reference's SEQ_CLS form), plus
-//! `head.safetensors` (`cls_head.weight`), `vocab.json` and `teacher.json` (what the run was
+//! `head.safetensors` (`cls_head.weight`; the standardised head adds `cls_head.bias` and its
+//! statistics `cls_head.pooled_mean`, `cls_head.pooled_std`), `vocab.json` and `teacher.json` (what the run was
 //! trained on). Loading also accepts PEFT's causal-LM prefix `base_model.model.model.` and the
 //! adapter name `.default.` that older PEFT versions write.
 
 use super::lora::LoraConfig;
-use super::model::{TeacherModel, HEAD};
+use super::model::{HeadKind, TeacherModel, HEAD_PREFIX};
 use crate::data::vocab::Vocab;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
@@ -58,6 +59,9 @@ pub struct TeacherMeta {
     /// folder rewritten since (another `init-model`, other weights) is refused.
     pub base_fingerprint: String,
     pub max_tokens: usize,
+    /// What the head reads (teachers saved before the choice existed had the reference head).
+    #[serde(default)]
+    pub head: HeadKind,
     pub hidden_size: usize,
     pub num_medications: usize,
     pub vocab_fingerprint: String,
@@ -84,9 +88,9 @@ pub fn save(dir: &Path, model: &TeacherModel, lora: &LoraConfig, vocab: &Vocab, 
     crate::io::write_json(&dir.join("adapter_config.json"), &cfg)?;
     let mut adapter = HashMap::new();
     let mut head = HashMap::new();
-    for (name, var) in model.trainable() {
+    for (name, var) in model.trainable().into_iter().chain(model.head_statistics()) {
         let t = var.as_tensor().to_device(&Device::Cpu)?;
-        if name == HEAD {
+        if name.starts_with(HEAD_PREFIX) {
             head.insert(name, t);
         } else {
             adapter.insert(format!("{PREFIX}{name}"), t);
@@ -107,8 +111,8 @@ pub fn read_adapter_config(dir: &Path) -> Result<AdapterConfig> {
 
 /// Our parameter name for a PEFT key, or None for a key that is not a LoRA weight or head.
 fn our_name(key: &str) -> Option<String> {
-    if key.ends_with(HEAD) {
-        return Some(HEAD.to_string());
+    if let Some(at) = key.find(HEAD_PREFIX) {
+        return Some(key[at..].to_string());
     }
     let rest = key.strip_prefix("base_model.model.model.").or_else(|| key.strip_prefix(PREFIX))?;
     Some(rest.replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight", ".lora_B.weight"))
@@ -130,8 +134,7 @@ pub fn load_into(dir: &Path, model: &TeacherModel) -> Result<()> {
             found.insert(name, (format!("{}:{key}", path.display()), t));
         }
     }
-    let vars = model.trainable();
-    for (name, var) in &vars {
+    for (name, var) in model.trainable().iter().chain(&model.head_statistics()) {
         let Some((origin, t)) = found.remove(name) else { bail!("{}: no weight for {name}", dir.display()) };
         ensure!(t.shape() == var.shape(), "{origin}: shape {:?}, the model expects {:?}", t.shape(), var.shape());
         var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;

@@ -63,7 +63,8 @@ impl Teacher {
             meta.base_model,
             base.config.hidden_size
         );
-        let model = TeacherModel::new(&base, &lora, vocab.num_medications(), 0, dtype, device, meta.max_tokens)?;
+        let model =
+            TeacherModel::new(&base, &lora, meta.head, vocab.num_medications(), 0, dtype, device, meta.max_tokens)?;
         peft::load_into(&dir, &model)?;
         Ok(Self { model, meta, vocab })
     }
@@ -82,10 +83,12 @@ impl Teacher {
         Ok(())
     }
 
-    /// The pooled hidden states [B, H] (f32) of `prompts`: the final-normed state of each prompt's
-    /// EOS token, frozen (no graph is recorded, fused ops). This is what the student distils.
+    /// The hidden states [B, H] (f32) of `prompts` the head reads: the final-normed state of each
+    /// prompt's EOS token, standardised for the standardised head; frozen (no graph is recorded, fused
+    /// ops). This is what the student distils.
     pub fn pooled_hidden(&self, prompts: &[&str]) -> Result<Tensor> {
         let batch = self.model.batch(prompts)?;
-        Ok(self.model.llama.pooled(&batch, Pass::frozen())?.detach().to_dtype(DType::F32)?)
+        let pooled = self.model.llama.pooled(&batch, Pass::frozen())?;
+        Ok(self.model.head_input(&pooled)?.detach().to_dtype(DType::F32)?)
     }
 }

@@ -5,6 +5,7 @@
 //! and `random:` bases train.
 
 use super::llama_config::LlamaConfig;
+use crate::data::vocab::Vocab;
 use anyhow::{anyhow, Context, Result};
 use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -96,6 +97,15 @@ pub fn builtin_corpus() -> Vec<String> {
         antiarrhythmics, high-ceiling diuretics, ace inhibitors, antithrombotic agents, hypnotics and sedatives, \
         antiemetics, iron preparations, vitamin b12 and folic acid, electrolyte solutions, laxatives. \n";
     TEXT.split(". ").map(str::to_string).collect()
+}
+
+/// Adds each non-empty code name of `vocab` as one token (matched before the BPE, longest first), so
+/// a prompt's names are single tokens; returns how many were new.
+pub fn add_name_tokens(tokenizer: &mut Tokenizer, vocab: &Vocab) -> usize {
+    let codes = vocab.medications.iter().chain(&vocab.diagnoses).chain(&vocab.procedures);
+    let names: Vec<AddedToken> =
+        codes.filter(|c| !c.name.is_empty()).map(|c| AddedToken::from(c.name.clone(), false)).collect();
+    tokenizer.add_tokens(&names)
 }
 
 /// A byte-level BPE of about `vocab_size` tokens trained on `texts`.

@@ -8,7 +8,7 @@
 
 use super::grads::loss_and_grads;
 use super::lora::{DropoutKey, LoraConfig, Pass};
-use super::model::TeacherModel;
+use super::model::{HeadKind, TeacherModel};
 use super::peft::{self, TeacherMeta};
 use super::run::{BEST, LAST};
 use super::steps::{self, Checkpoints, Order, RunState, Schedule, Trainee, Validation};
@@ -34,7 +34,16 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/teacher.toml");
 pub struct TeacherConfig {
     pub model: ModelSection,
     pub lora: LoraConfig,
+    pub head: HeadSection,
     pub train: TrainSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSection {
+    pub kind: HeadKind,
+    /// Training prompts (the first, in file order) the standardised head's statistics are measured on.
+    pub statistics_prompts: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -356,7 +365,10 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
     );
     let t = &cfg.train;
     let m = vocab.num_medications();
-    let model = TeacherModel::new(&base, &cfg.lora, m, t.seed, dtype, &device, cfg.model.max_tokens)?;
+    let model = TeacherModel::new(&base, &cfg.lora, cfg.head.kind, m, t.seed, dtype, &device, cfg.model.max_tokens)?;
+    // Deterministic from the base and the data, so a resumed run measures the same (and then loads them).
+    let measured = train.prompts.len().min(cfg.head.statistics_prompts);
+    model.start_head(&train.prompts[..measured], &train.labels, t.eval_batch)?;
     let vars = model.trainable();
     let schedule = t.schedule(args.stop_after_steps);
     let mut opt = schedule.optimizer(vars.clone())?;
@@ -367,6 +379,7 @@ pub fn train_teacher(args: &TrainTeacherArgs) -> Result<TeacherSummary> {
         base_seed: t.seed,
         base_fingerprint: base.fingerprint()?,
         max_tokens: cfg.model.max_tokens,
+        head: cfg.head.kind,
         hidden_size: model.hidden_size(),
         num_medications: m,
         vocab_fingerprint: vocab.fingerprint(),

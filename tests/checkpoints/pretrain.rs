@@ -98,6 +98,7 @@ fn tiny_base(dir: &Path) {
         seed: 7,
         data: None,
         tokenizer_vocab: 400,
+        name_tokens: false,
         overwrite: false,
     };
     init_model(&args).unwrap();
