@@ -48,6 +48,7 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
         seed: 7,
         data: Some(data.clone()),
         tokenizer_vocab: 300,
+        name_tokens: false,
         overwrite: false,
     };
     init_model(&init).unwrap();
@@ -134,17 +135,36 @@ fn online_and_cached_teachers_give_the_same_targets_and_the_same_student() {
     let lengths: std::collections::BTreeSet<usize> =
         train_set.iter().map(|r| t.model.tokenizer.encode(&r.prompt).unwrap().len()).collect();
     assert!(lengths.len() > 3, "{lengths:?}");
-    let offline = KdTarget::from_cache(&cache, &all).unwrap();
-    let live = KdTarget::online(&teacher, &Device::Cpu, DType::F32, &data, &v).unwrap();
-    assert_eq!((offline.hidden_size(), live.hidden_size()), (Some(64), Some(64)));
-    let a = offline.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
-    let b = live.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
-    assert_eq!(b.dims(), &[16, 64]);
-    eprintln!("online vs cached targets: max |diff| {:e}", max_abs_diff(&a, &b).unwrap());
-    assert!(max_abs_diff(&a, &b).unwrap() < 1e-5, "targets differ by {}", max_abs_diff(&a, &b).unwrap());
-    // The comparison means something: the rows are distinct, non-trivial vectors.
-    let (r0, r1) = (b.get(0).unwrap(), b.get(1).unwrap());
-    assert!(max_abs_diff(&r0, &r1).unwrap() > 1e-3 && max_abs_diff(&r0, &r0.zeros_like().unwrap()).unwrap() > 1e-2);
+    for standardise in [false, true] {
+        let offline = KdTarget::from_cache(&cache, &all, standardise).unwrap();
+        let live = KdTarget::online(&teacher, &Device::Cpu, DType::F32, &data, &v, standardise).unwrap();
+        assert_eq!((offline.hidden_size(), live.hidden_size()), (Some(64), Some(64)));
+        let a = offline.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
+        let b = live.targets(&batch, DType::F32, &Device::Cpu).unwrap().unwrap();
+        assert_eq!(b.dims(), &[16, 64]);
+        let diff = max_abs_diff(&a, &b).unwrap();
+        eprintln!("online vs cached targets (standardised: {standardise}): max |diff| {diff:e}");
+        assert!(diff < if standardise { 1e-4 } else { 1e-5 }, "targets differ by {diff}");
+        // The comparison means something: the rows are distinct, non-trivial vectors.
+        let (r0, r1) = (b.get(0).unwrap(), b.get(1).unwrap());
+        assert!(max_abs_diff(&r0, &r1).unwrap() > 1e-3 && max_abs_diff(&r0, &r0.zeros_like().unwrap()).unwrap() > 1e-2);
+        // Standardised targets of the whole split: each dimension has mean 0 and variance 1 (checked
+        // in plain f64 against the raw cache's rows).
+        if standardise {
+            let raw: Vec<Vec<f32>> =
+                leader::teacher::cache::TeacherCache::load(&cache).unwrap().hidden.to_vec2().unwrap();
+            let z: Vec<Vec<f32>> = offline.targets(&all, DType::F32, &Device::Cpu).unwrap().unwrap().to_vec2().unwrap();
+            let n = raw.len() as f64;
+            for d in 0..64 {
+                let mean = raw.iter().map(|r| f64::from(r[d])).sum::<f64>() / n;
+                let std = (raw.iter().map(|r| (f64::from(r[d]) - mean).powi(2)).sum::<f64>() / n).sqrt();
+                for (row, zrow) in raw.iter().zip(&z) {
+                    let expected = (f64::from(row[d]) - mean) / std;
+                    assert!((f64::from(zrow[d]) - expected).abs() < 1e-4, "dimension {d}: {} vs {expected}", zrow[d]);
+                }
+            }
+        }
+    }
 
     // One epoch each, the same seed: the same weights up to float summation order.
     let (run_cache, run_online) = (dir.path().join("kd-cache"), dir.path().join("kd-online"));

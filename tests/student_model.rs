@@ -191,7 +191,8 @@ fn every_loss_matches_finite_differences() {
         Tensor::from_vec((0..24).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect::<Vec<_>>(), (6, 4), &Device::Cpu)
             .unwrap();
     let vars = params.named_vars();
-    let base = LossConfig { alpha: 0.0, beta: 0.0, temperature: 0.7, exclude_positive: false };
+    let base =
+        LossConfig { alpha: 0.0, beta: 0.0, temperature: 0.7, exclude_positive: false, standardise_teacher: false };
     // (loss, its config, which parameters it must reach)
     type Case = (&'static str, LossConfig, fn(&str) -> bool);
     let cases: [Case; 4] = [
@@ -247,9 +248,10 @@ fn sharded_step_equals_the_full_batch_gradient() {
     let vars = params.named_vars();
     let hidden: Vec<f64> = (0..21).map(|i| ((i * 5 % 13) as f64 - 6.0) / 6.0).collect();
     let rows = encoded.iter().enumerate().map(|(i, r)| (r.subject_id, i)).collect();
-    let teacher = KdTarget::Cache { hidden: Tensor::from_vec(hidden, (7, 3), &Device::Cpu).unwrap(), rows };
+    let teacher =
+        KdTarget::Cache { hidden: Tensor::from_vec(hidden, (7, 3), &Device::Cpu).unwrap(), rows, scale: None };
     for exclude_positive in [false, true] {
-        let loss = LossConfig { alpha: 0.7, beta: 0.5, temperature: 0.8, exclude_positive };
+        let loss = LossConfig { alpha: 0.7, beta: 0.5, temperature: 0.8, exclude_positive, standardise_teacher: false };
         // The full batch in one graph.
         let batch = Batch::new(&refs, 5, DType::F64, &Device::Cpu).unwrap();
         let out = model.forward(&batch, &mut Dropout::off()).unwrap();

@@ -55,6 +55,8 @@ pub struct LossConfig {
     pub beta: f64,
     pub temperature: f64,
     pub exclude_positive: bool,
+    /// Standardise each dimension of the teacher vectors over the training split before the KD loss.
+    pub standardise_teacher: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -96,15 +96,16 @@ impl TeacherSource {
         }
     }
 
-    fn load(&self, data_dir: &Path, vocab: &Vocab, train_set: &[EncodedRecord]) -> Result<KdTarget> {
+    /// The KD targets, standardised per dimension when `standardise` (`loss.standardise_teacher`).
+    fn load(&self, data_dir: &Path, vocab: &Vocab, train_set: &[EncodedRecord], standardise: bool) -> Result<KdTarget> {
         match self {
             Self::None => Ok(KdTarget::None),
             Self::Cache(path) => {
                 let subjects: Vec<u64> = train_set.iter().map(|r| r.subject_id).collect();
-                KdTarget::from_cache(path, &subjects)
+                KdTarget::from_cache(path, &subjects, standardise)
             }
             Self::Online { run, device, dtype } => {
-                KdTarget::online(run, &device.open()?, dtype.dtype(), data_dir, vocab)
+                KdTarget::online(run, &device.open()?, dtype.dtype(), data_dir, vocab, standardise)
             }
         }
     }
@@ -344,7 +345,7 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     let vocab = Vocab::load(&vocab_path)?;
     let codes = CodeVocab::new(&vocab);
     let (train_set, valid_set) = load_train_and_valid(data_dir, &codes, cfg)?;
-    let teacher = opts.teacher.load(data_dir, &vocab, &train_set)?;
+    let teacher = opts.teacher.load(data_dir, &vocab, &train_set, cfg.loss.standardise_teacher)?;
     let m = vocab.num_medications();
     let info = RunInfo {
         model: cfg.model.clone(),
