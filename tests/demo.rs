@@ -43,6 +43,7 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         out: out.clone(),
         patients: 150,
         seed: 3,
+        pretrain_steps: 4,
         teacher_steps: 4,
         student_epochs: 1,
         baseline_epochs: 1,
@@ -67,6 +68,7 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         "data/train.jsonl",
         "data/stats.json",
         "teacher-base/tokenizer.json",
+        "pretrain/best/model.safetensors",
         "teacher/best/adapter_model.safetensors",
         "teacher-cache.safetensors",
         "student-kd-align/model.safetensors",
@@ -102,5 +104,23 @@ fn demo_runs_every_stage_and_reports_the_metrics_files() {
         let n: u64 = metrics["groups"]["overall"]["n"].as_u64().unwrap();
         let test_records = std::fs::read_to_string(out.join("data/test.jsonl")).unwrap().lines().count() as u64;
         assert_eq!(n, test_records, "{name} scored every test record");
+    }
+
+    // The claims section reads the same files: the teacher against the frequency baseline, with the
+    // verdict the numbers give.
+    let prauc = |name: &str| {
+        read_json(&out.join("eval").join(name).join("metrics.json"))["groups"]["overall"]["prauc"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    let (teacher, frequency) = (prauc("teacher"), prauc("baseline-frequency"));
+    let claim = report.lines().find(|l| l.starts_with("- **The teacher knows")).expect("the teacher claim");
+    let verdict = if teacher - frequency >= 0.05 { ", met)" } else { "**not met**)" };
+    for part in [format!("{teacher:.4}"), format!("{frequency:.4}"), format!("{:+.4}", teacher - frequency)] {
+        assert!(claim.contains(&part), "{part} not in {claim}");
+    }
+    assert!(claim.ends_with(&format!("{verdict}.")), "{claim}");
+    for claim in ["- **Distillation carries", "- **Single-visit patients**", "- **Profile alignment**"] {
+        assert!(report.lines().any(|l| l.starts_with(claim)), "no line {claim}");
     }
 }
