@@ -5,9 +5,9 @@
 //! With `loss.standardise_teacher` (our default) each dimension of the teacher vectors is standardised
 //! with its mean and standard deviation over the training split (the cache's rows, or one pass of
 //! the online teacher before training), so the KD loss weighs every dimension alike whatever the
-//! teacher's scale. On the demo cohort, distilling the raw vectors of its pretrained tiny teacher made
-//! the student worse (test PRAUC 0.677 against 0.681 without KD) and the standardised ones better
-//! (0.696). The reference distils the raw vectors (`false`).
+//! teacher's scale. On the demo cohort, distilling its tiny teacher's vectors as exported made the
+//! student worse (test PRAUC 0.677 against 0.681 without KD), standardised they made it better
+//! (0.696). The reference distils the vectors as they are (`false`).
 
 use crate::data::record::{read_records, split_path};
 use crate::data::vocab::Vocab;
