@@ -55,11 +55,6 @@ impl DdiTerm {
         Ok(Self { counter: DdiCounter::from_adjacency(&flags, m), adjacency })
     }
 
-    /// The adjacency [M, M] in the model's dtype.
-    pub fn adjacency(&self) -> &Tensor {
-        &self.adjacency
-    }
-
     /// [`ddi_rows`] against this graph.
     pub fn rows(&self, probs: &Tensor) -> Result<Tensor> {
         ddi_rows(probs, &self.adjacency)

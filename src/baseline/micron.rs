@@ -71,7 +71,7 @@ impl Micron {
     }
 
     fn health(&self, grid: &VisitGrid, drop: &mut Dropout) -> Result<Health> {
-        let device = self.ddi.adjacency().device();
+        let device = self.health.weight().device();
         let (e_d, e_p) = self.codes.embed(grid, Pool::Sum, self.dims.dropout, drop)?;
         let x = Tensor::cat(&[e_d, e_p], D::Minus1)?;
         let (b, t, width) = x.dims3()?;
