@@ -93,24 +93,21 @@ impl KdTarget {
             Teacher::load(run, device, dtype).with_context(|| format!("loading teacher {}", run.display()))?;
         teacher.check_vocab(vocab, data_dir)?;
         let path = split_path(data_dir, "train")?;
-        let (mut prompts, mut in_order) = (HashMap::new(), Vec::new());
-        for (line, record) in read_records(&path)?.into_iter().enumerate() {
+        let records = read_records(&path)?;
+        let mut subjects = std::collections::HashSet::new();
+        for (line, record) in records.iter().enumerate() {
             let at = format!("{}:{}", path.display(), line + 1);
             ensure!(!record.prompt.trim().is_empty(), "{at}: empty `prompt`; online KD needs the teacher prompt");
-            in_order.push(record.prompt.clone());
-            ensure!(
-                prompts.insert(record.subject_id, record.prompt).is_none(),
-                "{at}: subject_id of an earlier line repeats"
-            );
+            ensure!(subjects.insert(record.subject_id), "{at}: subject_id of an earlier line repeats");
         }
-        let scale = match standardise {
-            true => Some(Standardise::measure(
-                in_order
-                    .chunks(STATISTICS_BATCH)
-                    .map(|chunk| teacher.pooled_hidden(&chunk.iter().map(String::as_str).collect::<Vec<_>>())),
-            )?),
-            false => None,
-        };
+        let scale =
+            match standardise {
+                true => Some(Standardise::measure(records.chunks(STATISTICS_BATCH).map(|chunk| {
+                    teacher.pooled_hidden(&chunk.iter().map(|r| r.prompt.as_str()).collect::<Vec<_>>())
+                }))?),
+                false => None,
+            };
+        let prompts = records.into_iter().map(|r| (r.subject_id, r.prompt)).collect();
         Ok(Self::Online { teacher: Box::new(teacher), prompts, scale })
     }
 

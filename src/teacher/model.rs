@@ -46,20 +46,20 @@ pub enum HeadKind {
     Standardised,
 }
 
-/// The standardised head's per-dimension statistics of the pooled state [1, H] (saved, not trained).
-pub struct PooledStatistics {
-    pub mean: Var,
-    pub std: Var,
+/// What the standardised head adds to the reference's: a bias [M] (trained) and the per-dimension
+/// statistics of the pooled state [1, H] (saved, not trained).
+struct Standardised {
+    bias: Tensor,
+    mean: Var,
+    std: Var,
 }
 
 pub struct TeacherModel {
     pub llama: Llama,
     /// [M, H] in the trainable dtype (f32 master copy, f64 in gradient checks).
     pub head: Tensor,
-    /// [M], standardised head only.
-    head_bias: Option<Tensor>,
-    /// Standardised head only.
-    statistics: Option<PooledStatistics>,
+    /// `None` for the reference head.
+    standardised: Option<Standardised>,
     /// LoRA A/B and the head, named as in PEFT (`layers.0.self_attn.q_proj.lora_A.weight`, `cls_head.weight`).
     pub params: SeededVarMap,
     pub tokenizer: PromptTokenizer,
@@ -98,18 +98,18 @@ impl TeacherModel {
             HEAD,
             Init::Randn { mean: 0.0, stdev: 0.02 },
         )?;
-        let (head_bias, statistics) = match head_kind {
-            HeadKind::Reference => (None, None),
+        let standardised = match head_kind {
+            HeadKind::Reference => None,
             HeadKind::Standardised => {
                 let bias = pvb.get_with_hints(num_medications, HEAD_BIAS, Init::Const(0.0))?;
                 let h = base.config.hidden_size;
                 let dtype = trainable_dtype(dtype);
                 let mean = Var::zeros((1, h), dtype, device)?;
                 let std = Var::ones((1, h), dtype, device)?;
-                (Some(bias), Some(PooledStatistics { mean, std }))
+                Some(Standardised { bias, mean, std })
             }
         };
-        Ok(Self { llama, head, head_bias, statistics, params, tokenizer: base.prompt_tokenizer(max_tokens)? })
+        Ok(Self { llama, head, standardised, params, tokenizer: base.prompt_tokenizer(max_tokens)? })
     }
 
     /// Readies a fresh standardised head (a no-op for the reference head): the pooled state's mean
@@ -117,15 +117,15 @@ impl TeacherModel {
     /// bias at the log-odds of each medication's frequency in `labels` (smoothed: (k + 0.5) / (n + 1)),
     /// so training starts at the frequency baseline.
     pub fn start_head(&self, prompts: &[String], labels: &[Vec<usize>], batch_size: usize) -> Result<()> {
-        let Some(stats) = &self.statistics else { return Ok(()) };
+        let Some(head) = &self.standardised else { return Ok(()) };
         ensure!(!prompts.is_empty(), "no prompts to measure the pooled state on");
         let measured = Standardise::measure(prompts.chunks(batch_size.max(1)).map(|chunk| {
             let batch = self.batch(&chunk.iter().map(String::as_str).collect::<Vec<_>>())?;
             Ok(self.llama.pooled(&batch, Pass::frozen())?)
         }))?;
-        let device = stats.mean.device();
-        stats.mean.set(&measured.mean.to_dtype(stats.mean.dtype())?.to_device(device)?)?;
-        stats.std.set(&measured.std.to_dtype(stats.std.dtype())?.to_device(device)?)?;
+        let device = head.mean.device();
+        head.mean.set(&measured.mean.to_dtype(head.mean.dtype())?.to_device(device)?)?;
+        head.std.set(&measured.std.to_dtype(head.std.dtype())?.to_device(device)?)?;
         let mut counts = vec![0f64; self.num_medications()];
         for row in labels {
             for &m in row {
@@ -142,7 +142,7 @@ impl TeacherModel {
 
     /// The head's saved statistics by name (none for the reference head).
     pub fn head_statistics(&self) -> Vec<(String, Var)> {
-        match &self.statistics {
+        match &self.standardised {
             Some(s) => vec![(POOLED_MEAN.to_string(), s.mean.clone()), (POOLED_STD.to_string(), s.std.clone())],
             None => Vec::new(),
         }
@@ -166,7 +166,7 @@ impl TeacherModel {
     /// standardised head. This is also the vector the student distils.
     pub fn head_input(&self, pooled: &Tensor) -> Result<Tensor> {
         let x = pooled.to_dtype(self.head.dtype())?;
-        Ok(match &self.statistics {
+        Ok(match &self.standardised {
             Some(s) => x.broadcast_sub(s.mean.as_tensor())?.broadcast_div(s.std.as_tensor())?,
             None => x,
         })
@@ -175,8 +175,8 @@ impl TeacherModel {
     /// Head logits [B, M] in the trainable dtype (the loss is computed in f32, or f64 in checks).
     pub fn logits(&self, pooled: &Tensor) -> Result<Tensor> {
         let x = self.head_input(pooled)?.matmul(&self.head.t()?)?;
-        Ok(match &self.head_bias {
-            Some(b) => x.broadcast_add(b)?,
+        Ok(match &self.standardised {
+            Some(s) => x.broadcast_add(&s.bias)?,
             None => x,
         })
     }
