@@ -148,7 +148,7 @@ pub struct PredictionSink {
 
 enum Sink {
     Jsonl(PredictionWriter),
-    Csv { file: AtomicFile, top_k: usize },
+    Csv { file: csv::Writer<AtomicFile>, top_k: usize },
 }
 
 impl PredictionSink {
@@ -156,8 +156,8 @@ impl PredictionSink {
         let format = match args.format {
             PredictFormat::Jsonl => Sink::Jsonl(PredictionWriter::create(&args.out)?),
             PredictFormat::Csv => {
-                let mut file = AtomicFile::create(&args.out)?;
-                writeln!(file, "subject_id,rank,atc_code,atc_name,probability")?;
+                let mut file = csv::Writer::from_writer(AtomicFile::create(&args.out)?);
+                file.write_record(["subject_id", "rank", "atc_code", "atc_name", "probability"])?;
                 Sink::Csv { file, top_k: args.top_k }
             }
         };
@@ -186,8 +186,9 @@ impl PredictionSink {
                 order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
                 for (rank, &i) in order.iter().take(*top_k).enumerate() {
                     let entry = &vocab.medications[i];
-                    let name = entry.name.replace('"', "\"\"");
-                    writeln!(file, "{subject_id},{},{},\"{name}\",{}", rank + 1, entry.code, probabilities[i])
+                    let (subject, rank, p) =
+                        (subject_id.to_string(), (rank + 1).to_string(), probabilities[i].to_string());
+                    file.write_record([&subject, &rank, &entry.code, &entry.name, &p])
                         .context("writing predictions CSV")?;
                 }
                 Ok(())
@@ -203,7 +204,11 @@ impl PredictionSink {
             Sink::Jsonl(w) => {
                 w.finish_after(before)?;
             }
-            Sink::Csv { file, .. } => file.commit_after(before)?,
+            Sink::Csv { file, .. } => file
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("writing predictions CSV")?
+                .commit_after(before)?,
         }
         Ok(scored)
     }

@@ -133,7 +133,9 @@ fn distillation_carries_a_rule_the_labels_do_not_show() {
 }
 
 fn small_data(dir: &Path) -> PathBuf {
-    let v = vocab(6, 20, 8);
+    let mut v = vocab(6, 20, 8);
+    // Names with a comma and a quote, which the CSV predictions must quote.
+    v.medications.iter_mut().for_each(|m| m.name = format!("{}, \"quoted\"", m.name));
     let data = dir.join("data");
     write_data_dir(&data, &v, &random_records(1, 48, &v), &random_records(2, 16, &v), &random_records(3, 40, &v));
     data
@@ -279,6 +281,16 @@ fn predict_scores_any_order_and_chunking_identically_and_refuses_other_vocabular
         assert_eq!(fields[1], (rank + 1).to_string());
         let p: f32 = fields.last().unwrap().parse().unwrap();
         assert!((p - sorted[rank]).abs() < 1e-6);
+    }
+    // A CSV reader gets the names back whole, and each row has the header's five fields.
+    let vocabulary = leader::data::vocab::Vocab::load(&data.join("vocab.json")).unwrap();
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    assert_eq!(reader.headers().unwrap(), vec!["subject_id", "rank", "atc_code", "atc_name", "probability"]);
+    for row in reader.records() {
+        let row = row.unwrap();
+        let entry = vocabulary.medications.iter().find(|m| m.code == row[2]).unwrap();
+        assert_eq!((row.len(), &row[3]), (5, entry.name.as_str()));
+        assert!(entry.name.contains(", \"quoted\""));
     }
 
     // A data folder with another vocabulary is refused, naming both fingerprints.

@@ -4,42 +4,32 @@
 
 use super::world::World;
 use anyhow::{Context, Result};
-use std::fmt::Write as _;
 use std::path::Path;
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// Writes `rows` under `header` to `path` as CSV (fields quoted where needed); returns the row count.
+fn write<R: IntoIterator<Item = [S; 2]>, S: AsRef<[u8]>>(path: &Path, header: [&str; 2], rows: R) -> Result<u64> {
+    let context = || format!("writing {}", path.display());
+    let mut out = csv::Writer::from_path(path).with_context(context)?;
+    out.write_record(header).with_context(context)?;
+    let mut n = 0;
+    for row in rows {
+        out.write_record(row).with_context(context)?;
+        n += 1;
     }
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    out.flush().with_context(context)?;
+    Ok(n)
 }
 
 /// Writes the three files into `dir` (the cohort's `aux/` folder); returns their row counts.
 pub fn write_aux(world: &World, dir: &Path) -> Result<[u64; 3]> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut map = String::from("ndc,atc\n");
-    let mut mapped = 0;
-    for p in world.products.iter().filter(|p| p.mapped) {
-        writeln!(map, "{},{}", p.ndc, world.catalogue.drugs[p.drug as usize].atc)?;
-        mapped += 1;
-    }
-    write(&dir.join("drug_map.csv"), &map)?;
-
-    let mut names = String::from("atc_code,atc_name\n");
-    for (code, name) in &world.catalogue.atc_names {
-        writeln!(names, "{code},{}", csv_field(name))?;
-    }
-    write(&dir.join("atc_names.csv"), &names)?;
-
-    let mut ddi = String::from("atc3_a,atc3_b\n");
-    for (a, b) in &world.ddi_pairs {
-        writeln!(ddi, "{a},{b}")?;
-    }
-    write(&dir.join("ddi_pairs.csv"), &ddi)?;
-    Ok([mapped, world.catalogue.atc_names.len() as u64, world.ddi_pairs.len() as u64])
+    let drugs = &world.catalogue.drugs;
+    let mapped = world.products.iter().filter(|p| p.mapped).map(|p| [p.ndc.as_str(), &drugs[p.drug as usize].atc]);
+    let names = world.catalogue.atc_names.iter().map(|(code, name)| [code.as_str(), name.as_str()]);
+    let pairs = world.ddi_pairs.iter().map(|(a, b)| [a.as_str(), b.as_str()]);
+    Ok([
+        write(&dir.join("drug_map.csv"), ["ndc", "atc"], mapped)?,
+        write(&dir.join("atc_names.csv"), ["atc_code", "atc_name"], names)?,
+        write(&dir.join("ddi_pairs.csv"), ["atc3_a", "atc3_b"], pairs)?,
+    ])
 }

@@ -1,6 +1,7 @@
 //! Gzip-compressed CSV tables written row by row. MIMIC-III v1.4 quotes its header and every text
 //! field (`"EMERGENCY"`); MIMIC-IV quotes only where needed. Empty fields are never quoted (they
-//! mean NULL in both).
+//! mean NULL in both). Hand-written, not the `csv` crate: no `QuoteStyle` of it quotes text but leaves
+//! dates and NULLs bare (`NonNumeric` writes an empty field as `""`, an empty string, not NULL).
 
 use super::dates::{write_date, write_datetime};
 use anyhow::{Context, Result};
