@@ -2,13 +2,13 @@
 //! §1.4, §1.10), with its profile and prompt.
 
 use super::codes::Coded;
-use super::hash::FxMap;
 use super::profile::{age_bucket, Admissions, Patient, UNKNOWN};
 use super::settings::{PreprocessConfig, VisitOrder};
 use super::stats::Report;
 use crate::data::prompt::{PromptInput, PromptTemplates, PromptVisit};
 use crate::data::record::{Record, Visit};
 use anyhow::Result;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
 /// The three code tables with, per code id, the name shown in prompts (the code where none exists).
@@ -38,7 +38,7 @@ pub fn records(
     cfg: &PreprocessConfig,
     tables: &CodeTables,
     admissions: &Admissions,
-    patients: &FxMap<u64, Patient>,
+    patients: &FxHashMap<u64, Patient>,
     templates: &PromptTemplates,
     report: &mut Report,
 ) -> Result<Vec<Record>> {

@@ -1,11 +1,11 @@
 //! Drug vocabulary inputs: the key → ATC mapping (`--drug-map`, or the reference's
 //! `--ndc-rxcui` + `--rxcui-atc` pair), ATC names, the medication whitelist and DDI pairs.
 
-use super::hash::{FxMap, FxSet};
 use super::settings::MapKey;
 use super::stats::BadRows;
 use super::table::Table;
 use anyhow::{bail, Context, Result};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 
 /// Where the prescription key → ATC mapping comes from.
@@ -34,7 +34,7 @@ pub struct DrugMap {
     /// Id → ATC code at the configured level.
     pub atc: Vec<String>,
     /// Key → ATC id; `None` where the mapped code is shorter than the configured level.
-    pub by_key: FxMap<String, Option<u32>>,
+    pub by_key: FxHashMap<String, Option<u32>>,
 }
 
 /// Whether `code` is an ATC code or a prefix of one: a letter, two digits, two letters, two digits
@@ -55,7 +55,7 @@ fn is_atc(code: &str) -> bool {
 impl DrugMap {
     /// Maps `key` to `atc` (cut to `chars`) unless the key is mapped already: the first row wins, as
     /// the reference's RXCUI deduplication. Returns the code of the earlier row when it differs.
-    fn insert(&mut self, ids: &mut FxMap<String, u32>, key: &str, atc: &str, chars: usize) -> Option<String> {
+    fn insert(&mut self, ids: &mut FxHashMap<String, u32>, key: &str, atc: &str, chars: usize) -> Option<String> {
         let code = atc.get(..chars);
         if let Some(&earlier) = self.by_key.get(key) {
             let earlier = earlier.map(|id| self.atc[id as usize].clone());
@@ -76,7 +76,7 @@ impl DrugMap {
     /// to another code, are recorded in `bad` (the first row of a key is kept).
     pub fn load(source: &DrugMapSource, atc_chars: usize, bad: &mut BadRows) -> Result<Self> {
         let mut map = DrugMap::default();
-        let mut ids = FxMap::default();
+        let mut ids = FxHashMap::default();
         let check_atc = |table: &Table, row: usize, column: &str, atc: &str, bad: &mut BadRows| {
             let ok = is_atc(atc);
             if !ok {
@@ -108,7 +108,7 @@ impl DrugMap {
             DrugMapSource::ViaRxcui { ndc_rxcui, rxcui_atc } => {
                 let table = Table::read(rxcui_atc, &[&["rxcui"], &["atc4", "atc"]], &[], bad)?;
                 let atc_col = if table.col("atc4").is_some() { "atc4" } else { "atc" };
-                let mut rxcui_to_atc: FxMap<&str, &str> = FxMap::default();
+                let mut rxcui_to_atc: FxHashMap<&str, &str> = FxHashMap::default();
                 for (row, (r, atc)) in table.values("rxcui").zip(table.values(atc_col)).enumerate() {
                     if let (Some(r), Some(atc)) = (r, atc) {
                         if check_atc(&table, row, atc_col, atc, bad) {
@@ -154,9 +154,9 @@ fn read_ndc_rxcui(path: &Path, bad: &mut BadRows) -> Result<Vec<(String, String)
 
 /// ATC code → name from a CSV with `atc_code` and `atc_name` (the WHO ATC-DDD or ethos files); a
 /// repeated code keeps its first name.
-pub fn read_atc_names(path: &Path, lowercase: bool, bad: &mut BadRows) -> Result<FxMap<String, String>> {
+pub fn read_atc_names(path: &Path, lowercase: bool, bad: &mut BadRows) -> Result<FxHashMap<String, String>> {
     let table = Table::read(path, &[&["atc_code"], &["atc_name"]], &[], bad)?;
-    let mut names = FxMap::default();
+    let mut names = FxHashMap::default();
     for (code, name) in table.values("atc_code").zip(table.values("atc_name")) {
         if let (Some(code), Some(name)) = (code, name) {
             names.entry(code.to_string()).or_insert_with(|| {
@@ -173,10 +173,10 @@ pub fn read_atc_names(path: &Path, lowercase: bool, bad: &mut BadRows) -> Result
 
 /// Allowed ATC codes (the reference's SMILES filter, §1.2 step 5, as a list): one code per line,
 /// blank lines and `#` comments ignored; codes are cut to the configured length.
-pub fn read_whitelist(path: &Path, atc_chars: usize) -> Result<FxSet<String>> {
+pub fn read_whitelist(path: &Path, atc_chars: usize) -> Result<FxHashSet<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading medication whitelist {}", path.display()))?;
-    let codes: FxSet<String> = text
+    let codes: FxHashSet<String> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))

@@ -3,18 +3,18 @@
 
 use super::codes::{CodeVisit, Coded, Keep};
 use super::drugs::DrugMap;
-use super::hash::{hash_str, FxMap, FxSet};
 use super::settings::MapKey;
 use super::stats::Report;
 use super::table::{parse_row_ids, IdFailures, Table};
 use anyhow::Result;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub struct MedSpec<'a> {
     pub key: MapKey,
     pub min_visits: usize,
     pub keep: Keep<'a>,
     /// Allowed ATC codes (the reference's SMILES filter), applied after `keep` as in the reference.
-    pub whitelist: Option<&'a FxSet<String>>,
+    pub whitelist: Option<&'a FxHashSet<String>>,
 }
 
 const UNMAPPED: u32 = u32::MAX;
@@ -28,6 +28,12 @@ struct Row {
     drug: u64,
     row: u32,
     atc: u32,
+}
+
+/// A 64-bit hash of a drug name: rows are deduplicated on it without keeping the string.
+fn hash_str(s: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(s)
 }
 
 /// `YYYY-MM-DD[( |T)hh:mm[:ss[.f…]]]` as the sortable number YYYYMMDDhhmmss; `None` unless it is a
@@ -82,7 +88,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
     let start_col = if table.col("startdate").is_some() { "startdate" } else { "starttime" };
     let mut rows = Vec::with_capacity(table.height());
     let (mut id_failures, mut no_key, mut zero_key) = (IdFailures::default(), 0, 0);
-    let mut lookup: FxMap<&str, u32> = FxMap::default();
+    let mut lookup: FxHashMap<&str, u32> = FxHashMap::default();
     let columns = table
         .values("subject_id")
         .zip(table.values("hadm_id"))
@@ -134,8 +140,8 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
     )?;
 
     if spec.min_visits > 1 {
-        let admissions: FxSet<(u64, u64)> = rows.iter().map(|r| (r.subject, r.hadm)).collect();
-        let mut per_patient: FxMap<u64, usize> = FxMap::default();
+        let admissions: FxHashSet<(u64, u64)> = rows.iter().map(|r| (r.subject, r.hadm)).collect();
+        let mut per_patient: FxHashMap<u64, usize> = FxHashMap::default();
         for (subject, _) in admissions {
             *per_patient.entry(subject).or_default() += 1;
         }
@@ -197,7 +203,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
     let mut out = Coded {
         codes: map.atc.clone(),
         name_keys: map.atc.iter().map(|c| (String::new(), c.clone())).collect(),
-        visits: FxMap::default(),
+        visits: FxHashMap::default(),
     };
     for r in rows {
         let visit = out.visits.entry(r.hadm).or_insert_with(|| CodeVisit { subject: r.subject, codes: Vec::new() });

@@ -6,7 +6,6 @@
 pub mod assemble;
 pub mod codes;
 pub mod drugs;
-pub mod hash;
 pub mod meds;
 pub mod outputs;
 pub mod profile;
@@ -24,7 +23,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use codes::{Coded, IcdSpec, Keep};
 use drugs::{DrugMap, DrugMapSource};
-use hash::{FxMap, FxSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use stats::BadRows;
 use std::path::{Path, PathBuf};
 use table::Table;
@@ -154,7 +153,7 @@ pub fn templates(cfg: &PreprocessConfig) -> Result<PromptTemplates> {
 }
 
 /// ICD code → title from a D_ICD_* table, keyed by (icd_version or "", code).
-fn icd_titles(dir: &Path, table: &str, title: &str, bad: &mut BadRows) -> Result<FxMap<(String, String), String>> {
+fn icd_titles(dir: &Path, table: &str, title: &str, bad: &mut BadRows) -> Result<FxHashMap<(String, String), String>> {
     let t = Table::read(
         &table::find(dir, table)?,
         &[&["icd9_code", "icd_code"], &[title, "long_title"]],
@@ -165,7 +164,7 @@ fn icd_titles(dir: &Path, table: &str, title: &str, bad: &mut BadRows) -> Result
         if t.col("icd9_code").is_some() { "icd9_code" } else { "icd_code" },
         if t.col(title).is_some() { title } else { "long_title" },
     );
-    let mut out = FxMap::default();
+    let mut out = FxHashMap::default();
     for ((code, name), version) in t.values(code_col).zip(t.values(title_col)).zip(t.values("icd_version")) {
         if let (Some(code), Some(name)) = (code, name) {
             out.entry((version.unwrap_or("").to_string(), code.to_string())).or_insert_with(|| name.to_string());
@@ -180,16 +179,16 @@ fn names_of(coded: &Coded, lookup: impl Fn(&(String, String)) -> Option<String>)
 }
 
 /// Output code → name for vocab.json.
-fn code_names(coded: &Coded, names: &[Option<String>]) -> FxMap<String, String> {
+fn code_names(coded: &Coded, names: &[Option<String>]) -> FxHashMap<String, String> {
     coded.codes.iter().zip(names).filter_map(|(c, n)| Some((c.clone(), n.clone()?))).collect()
 }
 
-fn code_set(entries: &[CodeEntry]) -> FxSet<String> {
+fn code_set(entries: &[CodeEntry]) -> FxHashSet<String> {
     entries.iter().map(|e| e.code.clone()).collect()
 }
 
 /// The code sets a reused vocabulary (`--vocab`) keeps, per kind.
-type VocabSets = stats::PerKind<FxSet<String>>;
+type VocabSets = stats::PerKind<FxHashSet<String>>;
 
 /// The whole pipeline; writes `out` atomically (`overwrite` replaces an earlier output there) and
 /// returns the statistics.
@@ -298,12 +297,12 @@ fn read_code_tables(
 
     let diag_titles = icd_titles(dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, &mut report.bad)?;
     let proc_titles = icd_titles(dir, "D_ICD_PROCEDURES", &cfg.procedures.title, &mut report.bad)?;
-    let title = |titles: &FxMap<(String, String), String>, key: &(String, String)| {
+    let title = |titles: &FxHashMap<(String, String), String>, key: &(String, String)| {
         titles.get(key).or_else(|| titles.get(&(String::new(), key.1.clone()))).cloned()
     };
     let atc_names = match &inputs.atc_names {
         Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, &mut report.bad)?,
-        None => FxMap::default(),
+        None => FxHashMap::default(),
     };
     Ok(assemble::CodeTables {
         diagnosis_names: names_of(&diagnoses, |k| title(&diag_titles, k)),

@@ -1,7 +1,6 @@
 //! What goes into the output folder: vocabularies (built or reused), DDI pairs, the patient split,
 //! the cohort figures and the atomic folder write.
 
-use super::hash::{FxMap, FxSet};
 use super::profile::UNKNOWN;
 use super::settings::{PreprocessConfig, SplitMode};
 use super::stats::{PerKind, Stats};
@@ -11,27 +10,28 @@ use crate::data::vocab::{CodeEntry, Vocab};
 use anyhow::{ensure, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 /// Code → name lookups for the vocabulary entries ("" where the source has no name).
 pub struct Names<'a> {
-    pub diagnoses: &'a FxMap<String, String>,
-    pub procedures: &'a FxMap<String, String>,
-    pub medications: &'a FxMap<String, String>,
+    pub diagnoses: &'a FxHashMap<String, String>,
+    pub procedures: &'a FxHashMap<String, String>,
+    pub medications: &'a FxHashMap<String, String>,
 }
 
 /// Builds the vocabulary by first appearance over the records in subject order (the reference's
 /// `Voc`, §1.6); profile values likewise (§1.9).
 pub fn build_vocab(records: &[Record], names: &Names, fields: &[&str]) -> Vocab {
-    fn add(list: &mut Vec<CodeEntry>, seen: &mut FxSet<String>, code: &str, names: &FxMap<String, String>) {
+    fn add(list: &mut Vec<CodeEntry>, seen: &mut FxHashSet<String>, code: &str, names: &FxHashMap<String, String>) {
         if seen.insert(code.to_string()) {
             list.push(CodeEntry { code: code.to_string(), name: names.get(code).cloned().unwrap_or_default() });
         }
     }
     let mut vocab = Vocab { medications: vec![], diagnoses: vec![], procedures: vec![], profile: BTreeMap::new() };
-    let mut seen: PerKind<FxSet<String>> = PerKind::default();
+    let mut seen: PerKind<FxHashSet<String>> = PerKind::default();
     for visit in records.iter().flat_map(|r| &r.visits) {
         for c in &visit.diagnoses {
             add(&mut vocab.diagnoses, &mut seen.diagnoses, c, names.diagnoses);
@@ -85,7 +85,7 @@ pub fn restrict_ddi(pairs: &[(String, String)], vocab: &Vocab) -> DdiPairs {
 
 /// Interacting label pairs / all label pairs over every record (the reference's global DDI ratio).
 pub fn label_ddi_rate(records: &[Record], ddi: &DdiPairs) -> f64 {
-    let set: FxSet<(&str, &str)> = ddi.pairs.iter().map(|[a, b]| (a.as_str(), b.as_str())).collect();
+    let set: FxHashSet<(&str, &str)> = ddi.pairs.iter().map(|[a, b]| (a.as_str(), b.as_str())).collect();
     let (mut hits, mut total) = (0usize, 0usize);
     for labels in records.iter().map(|r| &r.labels) {
         for (i, a) in labels.iter().enumerate() {

@@ -6,12 +6,12 @@
 //! age is bucketed. The reference has no age or gender (§1.9, bug §7.24) and takes the profile from the
 //! first visit; we take it from the target visit, the one being predicted.
 
-use super::hash::FxMap;
 use super::meds::time_number;
 use super::settings::Source;
 use super::stats::Report;
 use super::table::{parse_id, Table};
 use anyhow::Result;
+use rustc_hash::FxHashMap;
 
 pub const UNKNOWN: &str = "unknown";
 
@@ -38,7 +38,7 @@ pub struct Admission {
 /// The ADMISSIONS table indexed by admission.
 pub struct Admissions {
     pub table: Table,
-    pub by_hadm: FxMap<u64, Admission>,
+    pub by_hadm: FxHashMap<u64, Admission>,
     source: Source,
 }
 
@@ -60,7 +60,7 @@ impl Admissions {
     }
 
     pub fn index(table: Table, source: Source, report: &mut Report) -> Result<Self> {
-        let mut by_hadm = FxMap::default();
+        let mut by_hadm = FxHashMap::default();
         let (mut missing, mut unparseable, mut repeated) = (0, 0, 0);
         let rows = table.values("subject_id").zip(table.values("hadm_id")).zip(table.values("admittime"));
         for (i, ((subject, hadm), admittime)) in rows.enumerate() {
@@ -132,8 +132,8 @@ pub fn patient_columns(source: Source) -> Vec<&'static [&'static str]> {
     }
 }
 
-pub fn read_patients(table: &Table, source: Source, report: &mut Report) -> Result<FxMap<u64, Patient>> {
-    let mut out = FxMap::default();
+pub fn read_patients(table: &Table, source: Source, report: &mut Report) -> Result<FxHashMap<u64, Patient>> {
+    let mut out = FxHashMap::default();
     let mut skipped = 0;
     let (first, second) = match source {
         Source::Mimic3 => ("dob", "dob"),

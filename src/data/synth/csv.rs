@@ -67,9 +67,9 @@ impl Table {
         self.text(s.unwrap_or(""))
     }
 
-    pub fn int(&mut self, v: impl itoa_like::Int) -> &mut Self {
+    pub fn int(&mut self, v: impl itoa::Integer) -> &mut Self {
         self.sep();
-        v.push(&mut self.line);
+        self.line.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self
     }
 
@@ -123,42 +123,6 @@ impl Table {
         let inner = self.out.finish().with_context(|| format!("compressing {}", self.path.display()))?;
         inner.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.path.display()))?;
         Ok(self.rows)
-    }
-}
-
-/// Integer formatting into a byte buffer without `fmt` machinery (tables have millions of ids).
-mod itoa_like {
-    pub trait Int {
-        fn push(self, out: &mut Vec<u8>);
-    }
-
-    impl Int for u64 {
-        fn push(self, out: &mut Vec<u8>) {
-            let mut buf = [0u8; 20];
-            let mut i = buf.len();
-            let mut v = self;
-            loop {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-                if v == 0 {
-                    break;
-                }
-            }
-            out.extend_from_slice(&buf[i..]);
-        }
-    }
-
-    impl Int for u32 {
-        fn push(self, out: &mut Vec<u8>) {
-            u64::from(self).push(out)
-        }
-    }
-
-    impl Int for usize {
-        fn push(self, out: &mut Vec<u8>) {
-            (self as u64).push(out)
-        }
     }
 }
 
