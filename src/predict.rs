@@ -147,7 +147,7 @@ pub struct PredictionSink {
 
 enum Sink {
     Jsonl(PredictionWriter),
-    Csv { file: csv::Writer<AtomicFile>, top_k: usize },
+    Csv { file: Box<csv::Writer<AtomicFile>>, top_k: usize },
 }
 
 impl PredictionSink {
@@ -155,7 +155,7 @@ impl PredictionSink {
         let format = match args.format {
             PredictFormat::Jsonl => Sink::Jsonl(PredictionWriter::create(&args.out)?),
             PredictFormat::Csv => {
-                let mut file = csv::Writer::from_writer(AtomicFile::create(&args.out)?);
+                let mut file = Box::new(csv::Writer::from_writer(AtomicFile::create(&args.out)?));
                 file.write_record(["subject_id", "rank", "atc_code", "atc_name", "probability"])?;
                 Sink::Csv { file, top_k: args.top_k }
             }

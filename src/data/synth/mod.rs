@@ -98,6 +98,7 @@ mod world;
 
 use crate::config::ConfigArgs;
 use crate::io::output::{OutputDir, OutputKind};
+use crate::nn::parallel;
 use crate::progress;
 use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
@@ -290,30 +291,15 @@ pub fn run(args: &SynthArgs) -> Result<()> {
 }
 
 /// Draws all patients, in parallel over contiguous chunks; patient `i` always uses stream `1 + i`.
-fn draw_patients(world: &World, cfg: &SynthConfig) -> Vec<Patient> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(cfg.patients);
-    let chunk = cfg.patients.div_ceil(threads);
+fn draw_patients(world: &World, cfg: &SynthConfig) -> Result<Vec<Patient>> {
     let bar = progress::bar(cfg.patients as u64, "patients");
-    let patients = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let bar = &bar;
-                scope.spawn(move || {
-                    let range = t * chunk..((t + 1) * chunk).min(cfg.patients);
-                    let out: Vec<Patient> = range
-                        .map(|i| {
-                            let mut rng = sampling::stream(cfg.seed, 1 + i as u64);
-                            let patient = draw_patient(world, cfg, i, &mut rng);
-                            bar.inc(1);
-                            patient
-                        })
-                        .collect();
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("patient thread panicked")).collect()
-    });
+    let draw = |i: usize| {
+        let mut rng = sampling::stream(cfg.seed, 1 + i as u64);
+        let patient = draw_patient(world, cfg, i, &mut rng);
+        bar.inc(1);
+        Ok(patient)
+    };
+    let patients = parallel::map((0..cfg.patients).collect(), parallel::threads(0), draw);
     bar.finish_and_clear();
     patients
 }
@@ -324,7 +310,7 @@ pub fn write_cohort(cfg: &SynthConfig, out: &Path, overwrite: bool) -> Result<Co
     cfg.validate()?;
     let dir = OutputDir::create(out, OutputKind::Synth, overwrite)?;
     let world = World::build(cfg)?;
-    let mut patients = draw_patients(&world, cfg);
+    let mut patients = draw_patients(&world, cfg)?;
     assign_admission_ids(&mut patients, cfg.flavor, cfg.seed);
 
     let root = dir.path();
