@@ -152,210 +152,32 @@ fn argv(parts: &[&str]) -> Vec<String> {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    use crate::{data, eval, predict, student, teacher};
     let mut run = RunDir::create(&args.out, OutputKind::Demo, args.overwrite)?;
     for name in ENTRIES {
         run.entry(name)?;
     }
-    let out = &run.path().to_path_buf();
-    let raw = out.join("raw");
-    let data_dir = out.join("data");
-    let base = out.join("teacher-base");
-    let cache = out.join("teacher-cache.safetensors");
-    let (seed, patients) = (args.seed.to_string(), args.patients.to_string());
-    let epochs = args.student_epochs.to_string();
-    let mut p = Pipeline { times: Vec::new(), quiet: crate::progress::is_quiet() };
-    let total = Instant::now();
-
-    p.stage(
-        "synthetic cohort",
-        "synth",
-        argv(&["--flavor", "mimic3", "--patients", &patients, "--seed", &seed, "--out", &s(&raw)]),
-        data::synth::run,
-    )?;
-    let aux = raw.join("aux");
-    p.stage(
-        "preprocess",
-        "preprocess",
-        argv(&[
-            "--source",
-            "mimic3",
-            "--raw",
-            &s(&raw),
-            "--drug-map",
-            &s(&aux.join("drug_map.csv")),
-            "--atc-names",
-            &s(&aux.join("atc_names.csv")),
-            "--ddi-pairs",
-            &s(&aux.join("ddi_pairs.csv")),
-            "--out",
-            &s(&data_dir),
-        ]),
-        data::preprocess::run,
-    )?;
-    p.stage(
-        "random tiny LLaMA + tokenizer",
-        "init-model",
-        argv(&["--shape", "tiny", "--data", &s(&data_dir), "--name-tokens", "--seed", &seed, "--out", &s(&base)]),
-        teacher::init_model::run,
-    )?;
-    // The knowledge corpus only: the train split's prompts end where their drugs would start, and
-    // pretraining on them (each followed by EOS) made the teacher worse (valid PRAUC 0.562 against 0.601).
-    // The learning-rate schedule is a 1,500-step one stopped after `--pretrain-steps` (500): the
-    // held-out loss is lowest near step 500 (the corpus is small and repetitive), and a base taken
-    // there at a still-high rate made the better teacher (valid PRAUC 0.619 against 0.601 for a
-    // 500-step schedule decayed to zero; the distilled student 0.696 against 0.678).
-    let pretrain = out.join("pretrain");
-    p.stage(
-        PRETRAIN_STAGE,
-        "pretrain",
-        argv(&[
-            "--model",
-            &s(&base),
-            "--corpus",
-            &s(&raw.join("knowledge")),
-            "--out",
-            &s(&pretrain),
-            "--max-steps",
-            &(3 * args.pretrain_steps).to_string(),
-            "--stop-after-steps",
-            &args.pretrain_steps.to_string(),
-            // One evaluation and checkpoint, at the stop: `best/` is the base at that step.
-            "--set",
-            &format!("train.eval_every={}", args.pretrain_steps),
-            "--set",
-            &format!("train.checkpoint_every={}", args.pretrain_steps),
-            "--seq-len",
-            "64",
-            "--micro-batch",
-            "32",
-            "--lr",
-            "3e-3",
-            "--seed",
-            &seed,
-        ]),
-        teacher::pretrain::run,
-    )?;
-    let teacher_run = out.join("teacher");
-    p.stage(
-        TEACHER_STAGE,
-        "train-teacher",
-        argv(&[
-            "--data",
-            &s(&data_dir),
-            "--model",
-            &s(&pretrain.join("best")),
-            "--out",
-            &s(&teacher_run),
-            "--max-steps",
-            &args.teacher_steps.to_string(),
-            "--max-tokens",
-            &args.max_tokens.to_string(),
-            "--micro-batch",
-            "8",
-            "--grad-accum",
-            "1",
-            "--lr",
-            "3e-3",
-            "--seed",
-            &seed,
-        ]),
-        teacher::run_train_teacher,
-    )?;
-    p.stage(
-        "teacher hidden states",
-        "export-hidden",
-        argv(&["--teacher", &s(&teacher_run), "--data", &s(&data_dir), "--split", "train", "--out", &s(&cache)]),
-        teacher::export::run,
-    )?;
-
-    let student_common = |name: &str| {
-        argv(&["--data", &s(&data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", &seed])
+    let out = run.path().to_path_buf();
+    let mut demo = Demo {
+        p: Pipeline { times: Vec::new(), quiet: crate::progress::is_quiet() },
+        args,
+        seed: args.seed.to_string(),
+        raw: out.join("raw"),
+        data: out.join("data"),
+        cache: out.join("teacher-cache.safetensors"),
+        out,
     };
-    p.stage(
-        &training_stage("student-nokd"),
-        "train-student",
-        student_common("student-nokd"),
-        student::train::run_train_student,
-    )?;
-    let mut kd = student_common("student-kd");
-    kd.extend(argv(&["--teacher-cache", &s(&cache), "--set", "loss.beta=0"]));
-    p.stage(&training_stage("student-kd"), "distill", kd, student::train::run_distill)?;
-    let mut kd_align = student_common("student-kd-align");
-    kd_align.extend(argv(&["--teacher-cache", &s(&cache)]));
-    p.stage(&training_stage("student-kd-align"), "distill", kd_align, student::train::run_distill)?;
+    let total = Instant::now();
+    demo.cohort()?;
+    demo.base()?;
+    demo.teacher()?;
+    demo.students()?;
+    demo.baselines()?;
+    demo.score()?;
 
-    let baseline_epochs = args.baseline_epochs.to_string();
-    for kind in crate::baseline::BaselineKind::value_variants() {
-        let name = format!("baseline-{}", kind.name());
-        p.stage(
-            &training_stage(&name),
-            "train-baseline",
-            argv(&[
-                "--model",
-                &kind.name(),
-                "--data",
-                &s(&data_dir),
-                "--out",
-                &s(&out.join(&name)),
-                "--epochs",
-                &baseline_epochs,
-            ]),
-            crate::baseline::run_train_baseline,
-        )?;
-    }
-
-    let predictions = out.join("predictions");
-    let evals = out.join("eval");
-    // The frequency baseline has no run: eval computes it.
-    for (name, _) in MODELS.iter().filter(|(n, _)| *n != "baseline-frequency") {
-        let file = predictions.join(format!("{name}.jsonl"));
-        let flag = if *name == "teacher" { "--teacher" } else { "--model" };
-        p.stage(
-            &format!("predict {name}"),
-            "predict",
-            argv(&[flag, &s(&out.join(name)), "--data", &s(&data_dir), "--split", "test", "--out", &s(&file)]),
-            predict::run,
-        )?;
-        p.stage(
-            &format!("eval {name}"),
-            "eval",
-            argv(&[
-                "--data",
-                &s(&data_dir),
-                "--split",
-                "test",
-                "--predictions",
-                &s(&file),
-                "--seed",
-                &seed,
-                "--out",
-                &s(&evals.join(name)),
-            ]),
-            eval::command::run,
-        )?;
-    }
-    p.stage(
-        "eval frequency baseline",
-        "eval",
-        argv(&[
-            "--data",
-            &s(&data_dir),
-            "--split",
-            "test",
-            "--baseline",
-            "frequency",
-            "--seed",
-            &seed,
-            "--out",
-            &s(&evals.join("baseline-frequency")),
-        ]),
-        eval::command::run,
-    )?;
-
-    let latency = report::measure_latency(out, &data_dir)?;
+    let Demo { p, out, data, .. } = demo;
+    let latency = report::measure_latency(&out, &data)?;
     crate::io::write_json(&out.join("stage_times.json"), &p.times)?;
-    let report = report::write(out, &p.times, &latency)?;
+    let report = report::write(&out, &p.times, &latency)?;
     run.finish()?;
     say(format!(
         "\n{report}\ndemo finished in {:.0} s; report: {}",
@@ -363,4 +185,240 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         out.join("report.md").display()
     ));
     Ok(())
+}
+
+/// The demo's stages, in order, and the folders they share.
+struct Demo<'a> {
+    p: Pipeline,
+    args: &'a DemoArgs,
+    seed: String,
+    out: PathBuf,
+    raw: PathBuf,
+    data: PathBuf,
+    /// The teacher's hidden states of the train split, which the students distill.
+    cache: PathBuf,
+}
+
+impl Demo<'_> {
+    /// The synthetic MIMIC-III cohort, preprocessed.
+    fn cohort(&mut self) -> Result<()> {
+        let (raw, data_dir, seed) = (&self.raw, &self.data, &self.seed);
+        let patients = self.args.patients.to_string();
+        self.p.stage(
+            "synthetic cohort",
+            "synth",
+            argv(&["--flavor", "mimic3", "--patients", &patients, "--seed", seed, "--out", &s(raw)]),
+            crate::data::synth::run,
+        )?;
+        let aux = raw.join("aux");
+        self.p.stage(
+            "preprocess",
+            "preprocess",
+            argv(&[
+                "--source",
+                "mimic3",
+                "--raw",
+                &s(raw),
+                "--drug-map",
+                &s(&aux.join("drug_map.csv")),
+                "--atc-names",
+                &s(&aux.join("atc_names.csv")),
+                "--ddi-pairs",
+                &s(&aux.join("ddi_pairs.csv")),
+                "--out",
+                &s(data_dir),
+            ]),
+            crate::data::preprocess::run,
+        )?;
+        Ok(())
+    }
+
+    /// A random tiny LLaMA, pretrained on the knowledge corpus: the teacher's base.
+    fn base(&mut self) -> Result<()> {
+        let (out, raw, data_dir, seed, args) = (&self.out, &self.raw, &self.data, &self.seed, self.args);
+        let base = out.join("teacher-base");
+        self.p.stage(
+            "random tiny LLaMA + tokenizer",
+            "init-model",
+            argv(&["--shape", "tiny", "--data", &s(data_dir), "--name-tokens", "--seed", seed, "--out", &s(&base)]),
+            crate::teacher::init_model::run,
+        )?;
+        // The knowledge corpus only: the train split's prompts end where their drugs would start, and
+        // pretraining on them (each followed by EOS) made the teacher worse (valid PRAUC 0.562 against 0.601).
+        // The learning-rate schedule is a 1,500-step one stopped after `--pretrain-steps` (500): the
+        // held-out loss is lowest near step 500 (the corpus is small and repetitive), and a base taken
+        // there at a still-high rate made the better teacher (valid PRAUC 0.619 against 0.601 for a
+        // 500-step schedule decayed to zero; the distilled student 0.696 against 0.678).
+        let pretrain = out.join("pretrain");
+        self.p.stage(
+            PRETRAIN_STAGE,
+            "pretrain",
+            argv(&[
+                "--model",
+                &s(&base),
+                "--corpus",
+                &s(&raw.join("knowledge")),
+                "--out",
+                &s(&pretrain),
+                "--max-steps",
+                &(3 * args.pretrain_steps).to_string(),
+                "--stop-after-steps",
+                &args.pretrain_steps.to_string(),
+                // One evaluation and checkpoint, at the stop: `best/` is the base at that step.
+                "--set",
+                &format!("train.eval_every={}", args.pretrain_steps),
+                "--set",
+                &format!("train.checkpoint_every={}", args.pretrain_steps),
+                "--seq-len",
+                "64",
+                "--micro-batch",
+                "32",
+                "--lr",
+                "3e-3",
+                "--seed",
+                seed,
+            ]),
+            crate::teacher::pretrain::run,
+        )?;
+        Ok(())
+    }
+
+    /// The teacher trained from the pretrained base, and its hidden states of the train split.
+    fn teacher(&mut self) -> Result<()> {
+        let (out, data_dir, seed, args, cache) = (&self.out, &self.data, &self.seed, self.args, &self.cache);
+        let pretrain = out.join("pretrain");
+        let teacher_run = out.join("teacher");
+        self.p.stage(
+            TEACHER_STAGE,
+            "train-teacher",
+            argv(&[
+                "--data",
+                &s(data_dir),
+                "--model",
+                &s(&pretrain.join("best")),
+                "--out",
+                &s(&teacher_run),
+                "--max-steps",
+                &args.teacher_steps.to_string(),
+                "--max-tokens",
+                &args.max_tokens.to_string(),
+                "--micro-batch",
+                "8",
+                "--grad-accum",
+                "1",
+                "--lr",
+                "3e-3",
+                "--seed",
+                seed,
+            ]),
+            crate::teacher::run_train_teacher,
+        )?;
+        self.p.stage(
+            "teacher hidden states",
+            "export-hidden",
+            argv(&["--teacher", &s(&teacher_run), "--data", &s(data_dir), "--split", "train", "--out", &s(cache)]),
+            crate::teacher::export::run,
+        )?;
+        Ok(())
+    }
+
+    /// The student without the teacher, with KD, and with KD and profile alignment.
+    fn students(&mut self) -> Result<()> {
+        let (out, data_dir, cache, seed) = (&self.out, &self.data, &self.cache, &self.seed);
+        let epochs = self.args.student_epochs.to_string();
+        let student_common = |name: &str| {
+            argv(&["--data", &s(data_dir), "--out", &s(&out.join(name)), "--epochs", &epochs, "--seed", seed])
+        };
+        self.p.stage(
+            &training_stage("student-nokd"),
+            "train-student",
+            student_common("student-nokd"),
+            crate::student::train::run_train_student,
+        )?;
+        let mut kd = student_common("student-kd");
+        kd.extend(argv(&["--teacher-cache", &s(cache), "--set", "loss.beta=0"]));
+        self.p.stage(&training_stage("student-kd"), "distill", kd, crate::student::train::run_distill)?;
+        let mut kd_align = student_common("student-kd-align");
+        kd_align.extend(argv(&["--teacher-cache", &s(cache)]));
+        self.p.stage(&training_stage("student-kd-align"), "distill", kd_align, crate::student::train::run_distill)?;
+        Ok(())
+    }
+
+    /// Every baseline of the harness.
+    fn baselines(&mut self) -> Result<()> {
+        let (out, data_dir) = (&self.out, &self.data);
+        let baseline_epochs = self.args.baseline_epochs.to_string();
+        for kind in crate::baseline::BaselineKind::value_variants() {
+            let name = format!("baseline-{}", kind.name());
+            self.p.stage(
+                &training_stage(&name),
+                "train-baseline",
+                argv(&[
+                    "--model",
+                    &kind.name(),
+                    "--data",
+                    &s(data_dir),
+                    "--out",
+                    &s(&out.join(&name)),
+                    "--epochs",
+                    &baseline_epochs,
+                ]),
+                crate::baseline::run_train_baseline,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every model's test predictions, and the evaluation of each and of the frequency baseline.
+    fn score(&mut self) -> Result<()> {
+        let (out, data_dir, seed) = (&self.out, &self.data, &self.seed);
+        let predictions = out.join("predictions");
+        let evals = out.join("eval");
+        // The frequency baseline has no run: eval computes it.
+        for (name, _) in MODELS.iter().filter(|(n, _)| *n != "baseline-frequency") {
+            let file = predictions.join(format!("{name}.jsonl"));
+            let flag = if *name == "teacher" { "--teacher" } else { "--model" };
+            self.p.stage(
+                &format!("predict {name}"),
+                "predict",
+                argv(&[flag, &s(&out.join(name)), "--data", &s(data_dir), "--split", "test", "--out", &s(&file)]),
+                crate::predict::run,
+            )?;
+            self.p.stage(
+                &format!("eval {name}"),
+                "eval",
+                argv(&[
+                    "--data",
+                    &s(data_dir),
+                    "--split",
+                    "test",
+                    "--predictions",
+                    &s(&file),
+                    "--seed",
+                    seed,
+                    "--out",
+                    &s(&evals.join(name)),
+                ]),
+                crate::eval::command::run,
+            )?;
+        }
+        self.p.stage(
+            "eval frequency baseline",
+            "eval",
+            argv(&[
+                "--data",
+                &s(data_dir),
+                "--split",
+                "test",
+                "--baseline",
+                "frequency",
+                "--seed",
+                seed,
+                "--out",
+                &s(&evals.join("baseline-frequency")),
+            ]),
+            crate::eval::command::run,
+        )?;
+        Ok(())
+    }
 }

@@ -83,8 +83,19 @@ pub fn time_number(s: &str) -> Option<u64> {
 /// (trim, id cast, drug-map join), 1.2 s against 0.55 s to deduplicate and sort, and tied at counting
 /// (0.04/0.02 s) and grouping into visits (0.04/0.06 s).
 pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: &mut Report) -> Result<Coded> {
-    let name = table.file.clone();
-    let key = spec.key.column();
+    let (mut rows, mut n) = read_rows(table, map, spec.key, report)?;
+    if spec.min_visits > 1 {
+        n = keep_patients_with_visits(&mut rows, spec.min_visits, n, report)?;
+    }
+    n = keep_mapped(&mut rows, spec.key, n, report)?;
+    n = deduplicate(&mut rows, &table.file, n, report)?;
+    keep_codes(&mut rows, map, spec, n, report)?;
+    Ok(into_visits(rows, map))
+}
+
+/// The rows with ids and a key, each mapped to its ATC id (or `UNMAPPED` / `TOO_SHORT`), and how many.
+fn read_rows(table: &Table, map: &DrugMap, key: MapKey, report: &mut Report) -> Result<(Vec<Row>, usize)> {
+    let (name, key) = (&table.file, key.column());
     let start_col = if table.col("startdate").is_some() { "startdate" } else { "starttime" };
     let mut rows = Vec::with_capacity(table.height());
     let (mut id_failures, mut no_key, mut zero_key) = (IdFailures::default(), 0, 0);
@@ -114,20 +125,15 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         });
         let start = match start {
             Some(s) => time_number(s).unwrap_or_else(|| {
-                report.bad.record(
-                    &name,
-                    table.line(i),
-                    start_col,
-                    s,
-                    "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)",
-                );
+                let expected = "a date YYYY-MM-DD[ hh:mm:ss] (row kept, sorted last)";
+                report.bad.record(name, table.line(i), start_col, s, expected);
                 u64::MAX
             }),
             None => u64::MAX,
         };
         rows.push(Row { hadm, subject, start, drug: drug.map_or(0, hash_str), row: i as u32, atc });
     }
-    let mut n = report.funnel.push(
+    let n = report.funnel.push(
         &format!("{name}: read"),
         "rows",
         table.height(),
@@ -138,27 +144,28 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
             (format!("{key} is \"0\"").as_str(), zero_key),
         ],
     )?;
+    Ok((rows, n))
+}
 
-    if spec.min_visits > 1 {
-        let admissions: FxHashSet<(u64, u64)> = rows.iter().map(|r| (r.subject, r.hadm)).collect();
-        let mut per_patient: FxHashMap<u64, usize> = FxHashMap::default();
-        for (subject, _) in admissions {
-            *per_patient.entry(subject).or_default() += 1;
-        }
-        rows.retain(|r| per_patient[&r.subject] >= spec.min_visits);
-        let why = format!("patient has fewer than {} admissions with prescriptions", spec.min_visits);
-        n = report.funnel.push(
-            &format!("min_visits = {}", spec.min_visits),
-            "rows",
-            n,
-            &[(why.as_str(), n - rows.len())],
-        )?;
+/// Keeps the patients with at least `min_visits` admissions among the `n` rows; returns the rows left.
+fn keep_patients_with_visits(rows: &mut Vec<Row>, min_visits: usize, n: usize, report: &mut Report) -> Result<usize> {
+    let admissions: FxHashSet<(u64, u64)> = rows.iter().map(|r| (r.subject, r.hadm)).collect();
+    let mut per_patient: FxHashMap<u64, usize> = FxHashMap::default();
+    for (subject, _) in admissions {
+        *per_patient.entry(subject).or_default() += 1;
     }
+    rows.retain(|r| per_patient[&r.subject] >= min_visits);
+    let why = format!("patient has fewer than {min_visits} admissions with prescriptions");
+    report.funnel.push(&format!("min_visits = {min_visits}"), "rows", n, &[(why.as_str(), n - rows.len())])
+}
 
+/// Keeps the rows whose key maps to an ATC code at the configured level.
+fn keep_mapped(rows: &mut Vec<Row>, key: MapKey, n: usize, report: &mut Report) -> Result<usize> {
+    let key = key.column();
     let unmapped = rows.iter().filter(|r| r.atc == UNMAPPED).count();
     let too_short = rows.iter().filter(|r| r.atc == TOO_SHORT).count();
     rows.retain(|r| r.atc < TOO_SHORT);
-    n = report.funnel.push(
+    report.funnel.push(
         &format!("map {key} to ATC"),
         "rows",
         n,
@@ -166,22 +173,23 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
             (format!("{key} not in the drug map").as_str(), unmapped),
             ("ATC code shorter than the configured level", too_short),
         ],
-    )?;
+    )
+}
 
-    // Unique (admission, start, drug, ATC) rows, as the reference's drop_duplicates; then back to
-    // (admission, start, file order) so a visit's codes follow the prescription order.
+/// Unique (admission, start, drug, ATC) rows, as the reference's drop_duplicates; then back to
+/// (admission, start, file order) so a visit's codes follow the prescription order.
+fn deduplicate(rows: &mut Vec<Row>, file: &str, n: usize, report: &mut Report) -> Result<usize> {
     rows.sort_unstable_by_key(|r| (r.hadm, r.start, r.drug, r.atc, r.row));
     rows.dedup_by(|b, a| (a.hadm, a.start, a.drug, a.atc) == (b.hadm, b.start, b.drug, b.atc));
     rows.sort_unstable_by_key(|r| (r.hadm, r.start, r.row));
-    n = report.funnel.push(
-        &format!("{name}: deduplicate"),
-        "rows",
-        n,
-        &[("duplicate (admission, start, drug, ATC) rows", n - rows.len())],
-    )?;
+    let why = "duplicate (admission, start, drug, ATC) rows";
+    report.funnel.push(&format!("{file}: deduplicate"), "rows", n, &[(why, n - rows.len())])
+}
 
+/// The frequency (or reused-vocabulary) filter, then the whitelist where there is one.
+fn keep_codes(rows: &mut Vec<Row>, map: &DrugMap, spec: &MedSpec, n: usize, report: &mut Report) -> Result<()> {
     let mut counts = vec![0usize; map.atc.len()];
-    for r in &rows {
+    for r in rows.iter() {
         counts[r.atc as usize] += 1;
     }
     let mut keep = spec.keep.select(&map.atc, &counts);
@@ -190,8 +198,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
     if matches!(spec.keep, Keep::Vocab(_)) {
         report.out_of_vocab.medications += dropped;
     }
-    n = report.funnel.push(&spec.keep.describe("medications"), "rows", n, &[(spec.keep.reason(), dropped)])?;
-
+    let n = report.funnel.push(&spec.keep.describe("medications"), "rows", n, &[(spec.keep.reason(), dropped)])?;
     if let Some(allowed) = spec.whitelist {
         for (flag, code) in keep.iter_mut().zip(&map.atc) {
             *flag &= allowed.contains(code);
@@ -199,7 +206,11 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
         rows.retain(|r| keep[r.atc as usize]);
         report.funnel.push("medication whitelist", "rows", n, &[("ATC code not in the whitelist", n - rows.len())])?;
     }
+    Ok(())
+}
 
+/// The rows (in visit order) as each admission's distinct ATC codes.
+fn into_visits(rows: Vec<Row>, map: &DrugMap) -> Coded {
     let mut out = Coded {
         codes: map.atc.clone(),
         name_keys: map.atc.iter().map(|c| (String::new(), c.clone())).collect(),
@@ -211,7 +222,7 @@ pub fn read_prescriptions(table: &Table, map: &DrugMap, spec: &MedSpec, report: 
             visit.codes.push(r.atc);
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
