@@ -327,6 +327,87 @@ fn train_epoch(
     Ok((sums, steps))
 }
 
+/// The files a run keeps its progress in.
+struct RunFiles {
+    log: PathBuf,
+    checkpoint: PathBuf,
+    /// The weights of the best validation epoch.
+    best: PathBuf,
+}
+
+/// The run folder, made (or locked, on resume) once the inputs have loaded, so a failed start leaves
+/// no run; with the config, run info and vocabulary saved, on resume too (a longer run records its
+/// new epoch count).
+fn open_run(
+    opts: &TrainOptions,
+    kind: OutputKind,
+    inputs: &RunInputs,
+    cfg: &StudentConfig,
+    info: &RunInfo,
+    vocab: &Vocab,
+    vocab_path: &Path,
+) -> Result<RunDir> {
+    let mut run = if opts.resume {
+        let run = RunDir::resume(&opts.run_dir, kind)?;
+        check_resumed_run(run.path(), info, vocab_path, &opts.teacher)?;
+        run
+    } else {
+        let mut run = RunDir::create(&opts.run_dir, kind, opts.overwrite)?;
+        inputs.save(&mut run)?;
+        run
+    };
+    crate::config::save(cfg, &run.entry("config.toml")?)?;
+    crate::io::write_json(&run.entry(checkpoint::RUN_INFO)?, info)?;
+    vocab.save(&run.entry(checkpoint::VOCAB)?)?;
+    Ok(run)
+}
+
+/// The next epoch: training, validation, the best weights when it improved, the log and the checkpoint.
+fn run_epoch(
+    trainer: &Trainer,
+    opt: &mut AdamW,
+    (train_set, valid_set): (&[EncodedRecord], &[EncodedRecord]),
+    cfg: &StudentConfig,
+    state: &mut TrainState,
+    log: &mut TrainLog,
+    files: &RunFiles,
+) -> Result<()> {
+    let epoch = state.epochs_done + 1;
+    let started = Instant::now();
+    let (sums, steps) = train_epoch(trainer, opt, train_set, cfg, epoch, &files.checkpoint)?;
+    let (prauc, jaccard, f1) = valid_scores(trainer.model, valid_set, trainer.num_medications, cfg)?;
+    state.epochs_done = epoch;
+    if prauc > state.best_score {
+        *state = TrainState { best_score: prauc, best_epoch: epoch, epochs_without_improvement: 0, ..*state };
+        checkpoint::save_weights(trainer.vars, &files.best)?;
+    } else {
+        state.epochs_without_improvement += 1;
+    }
+    let mean = |s: f64| s / steps as f64;
+    log.push(&EpochLog {
+        epoch,
+        train_loss: mean(sums[0]),
+        train_bce: mean(sums[1]),
+        train_kd: trainer.teacher.hidden_size().map(|_| mean(sums[2])),
+        train_align: (cfg.loss.beta > 0.0).then(|| mean(sums[3])),
+        valid_prauc: prauc,
+        valid_jaccard: jaccard,
+        valid_f1: f1,
+        best_valid_prauc: state.best_score,
+    })?;
+    // The log first: a crash before the checkpoint only leaves an entry that resume drops.
+    log.save()?;
+    checkpoint::save_checkpoint(trainer.vars, opt.state()?, *state, &files.checkpoint)?;
+    progress::say(format!(
+        "epoch {epoch}: loss {:.4}, valid PRAUC {prauc:.4} Jaccard {jaccard:.4} F1 {f1:.4} (best {:.4} at epoch {}) [{:.1}s]",
+        mean(sums[0]),
+        state.best_score,
+        state.best_epoch,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
 /// Trains (or resumes) a student run; see the module docs.
 pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     // The saved config records the teacher actually used, whatever the config said.
@@ -353,23 +434,12 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
         vocab_fingerprint: vocab.fingerprint(),
         teacher_hidden: teacher.hidden_size(),
     };
-    // The folder is made (or locked) once the inputs have loaded: a failed start leaves no run.
-    let mut run = if opts.resume {
-        RunDir::resume(&opts.run_dir, kind)?
-    } else {
-        let mut run = RunDir::create(&opts.run_dir, kind, opts.overwrite)?;
-        inputs.save(&mut run)?;
-        run
+    let mut run = open_run(opts, kind, &inputs, cfg, &info, &vocab, &vocab_path)?;
+    let files = RunFiles {
+        log: run.entry(checkpoint::TRAIN_LOG)?,
+        checkpoint: run.entry(checkpoint::CHECKPOINT)?,
+        best: run.entry(checkpoint::BEST_MODEL)?,
     };
-    if opts.resume {
-        check_resumed_run(run.path(), &info, &vocab_path, &opts.teacher)?;
-    }
-    // Saved on resume too: a longer run records its new epoch count.
-    crate::config::save(cfg, &run.entry("config.toml")?)?;
-    crate::io::write_json(&run.entry(checkpoint::RUN_INFO)?, &info)?;
-    vocab.save(&run.entry(checkpoint::VOCAB)?)?;
-    let (log_path, checkpoint_path) = (run.entry(checkpoint::TRAIN_LOG)?, run.entry(checkpoint::CHECKPOINT)?);
-    let best_path = run.entry(checkpoint::BEST_MODEL)?;
 
     let params = SeededVarMap::new(cfg.seed);
     let vb = params.var_builder(dtype, &device);
@@ -378,14 +448,14 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
     let vars = params.named_vars();
     let mut opt = AdamW::new(vars.clone(), AdamWConfig::adam(cfg.train.lr))?;
     opt.threads = cfg.threads;
-    let (mut state, mut log) = if opts.resume && checkpoint_path.is_file() {
-        let (adam, state) = checkpoint::load_checkpoint(&vars, &checkpoint_path)?;
+    let (mut state, mut log) = if opts.resume && files.checkpoint.is_file() {
+        let (adam, state) = checkpoint::load_checkpoint(&vars, &files.checkpoint)?;
         opt.load_state(&adam)?;
-        let log = TrainLog::resume(&log_path, |i, _| i < state.epochs_done)?;
+        let log = TrainLog::resume(&files.log, |i, _| i < state.epochs_done)?;
         progress::say(format!("resuming {} after epoch {}", run.path().display(), state.epochs_done));
         (state, log)
     } else {
-        (TrainState::fresh(), TrainLog::new(&log_path))
+        (TrainState::fresh(), TrainLog::new(&files.log))
     };
 
     let threads = parallel::threads(cfg.threads);
@@ -401,46 +471,15 @@ pub fn train(opts: &TrainOptions) -> Result<StudentSummary> {
         threads,
     };
     while state.epochs_done < cfg.train.epochs && state.epochs_without_improvement < cfg.train.patience {
-        let epoch = state.epochs_done + 1;
-        let started = Instant::now();
-        let (sums, steps) = train_epoch(&trainer, &mut opt, &train_set, cfg, epoch, &checkpoint_path)?;
-        let (prauc, jaccard, f1) = valid_scores(&model, &valid_set, m, cfg)?;
-        state.epochs_done = epoch;
-        if prauc > state.best_score {
-            state = TrainState { best_score: prauc, best_epoch: epoch, epochs_without_improvement: 0, ..state };
-            checkpoint::save_weights(&vars, &best_path)?;
-        } else {
-            state.epochs_without_improvement += 1;
-        }
-        let mean = |s: f64| s / steps as f64;
-        log.push(&EpochLog {
-            epoch,
-            train_loss: mean(sums[0]),
-            train_bce: mean(sums[1]),
-            train_kd: info.teacher_hidden.map(|_| mean(sums[2])),
-            train_align: (cfg.loss.beta > 0.0).then(|| mean(sums[3])),
-            valid_prauc: prauc,
-            valid_jaccard: jaccard,
-            valid_f1: f1,
-            best_valid_prauc: state.best_score,
-        })?;
-        // The log first: a crash before the checkpoint only leaves an entry that resume drops.
-        log.save()?;
-        checkpoint::save_checkpoint(&vars, opt.state()?, state, &checkpoint_path)?;
-        progress::say(format!(
-            "epoch {epoch}: loss {:.4}, valid PRAUC {prauc:.4} Jaccard {jaccard:.4} F1 {f1:.4} (best {:.4} at epoch {}) [{:.1}s]",
-            mean(sums[0]),
-            state.best_score,
-            state.best_epoch,
-            started.elapsed().as_secs_f64()
-        ));
+        let sets = (&train_set[..], &valid_set[..]);
+        run_epoch(&trainer, &mut opt, sets, cfg, &mut state, &mut log, &files)?;
     }
     progress::say(format!(
         "best validation PRAUC {:.4} at epoch {} of {}; model in {}",
         state.best_score,
         state.best_epoch,
         state.epochs_done,
-        best_path.display()
+        files.best.display()
     ));
     if state.epochs_done == cfg.train.epochs || state.epochs_without_improvement >= cfg.train.patience {
         run.finish()?;
