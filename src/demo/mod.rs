@@ -374,6 +374,10 @@ impl Demo<'_> {
         let (out, data_dir, seed) = (&self.out, &self.data, &self.seed);
         let predictions = out.join("predictions");
         let evals = out.join("eval");
+        let eval_argv = |name: &str, source: [&str; 2]| {
+            let out = s(&evals.join(name));
+            argv(&["--data", &s(data_dir), "--split", "test", source[0], source[1], "--seed", seed, "--out", &out])
+        };
         // The frequency baseline has no run: eval computes it.
         for (name, _) in MODELS.iter().filter(|(n, _)| *n != "baseline-frequency") {
             let file = predictions.join(format!("{name}.jsonl"));
@@ -387,36 +391,14 @@ impl Demo<'_> {
             self.p.stage(
                 &format!("eval {name}"),
                 "eval",
-                argv(&[
-                    "--data",
-                    &s(data_dir),
-                    "--split",
-                    "test",
-                    "--predictions",
-                    &s(&file),
-                    "--seed",
-                    seed,
-                    "--out",
-                    &s(&evals.join(name)),
-                ]),
+                eval_argv(name, ["--predictions", &s(&file)]),
                 crate::eval::command::run,
             )?;
         }
         self.p.stage(
             "eval frequency baseline",
             "eval",
-            argv(&[
-                "--data",
-                &s(data_dir),
-                "--split",
-                "test",
-                "--baseline",
-                "frequency",
-                "--seed",
-                seed,
-                "--out",
-                &s(&evals.join("baseline-frequency")),
-            ]),
+            eval_argv("baseline-frequency", ["--baseline", "frequency"]),
             crate::eval::command::run,
         )?;
         Ok(())
