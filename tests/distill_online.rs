@@ -9,6 +9,7 @@ use leader::config::ConfigArgs;
 use leader::config::TrainArgs;
 use leader::data::record::Record;
 use leader::data::vocab::Vocab;
+use leader::io::output::FolderArgs;
 use leader::nn::gradcheck::max_abs_diff;
 use leader::student::checkpoint;
 use leader::student::config::StudentConfig;
@@ -44,12 +45,11 @@ fn data_and_teacher(dir: &Path) -> (PathBuf, PathBuf, Vocab) {
     let base = dir.join("base");
     let init = InitModelArgs {
         shape: leader::teacher::llama_config::ModelShape::Tiny,
-        out: base.clone(),
+        output: FolderArgs { out: base.clone(), overwrite: false },
         seed: 7,
         data: Some(data.clone()),
         tokenizer_vocab: 300,
         name_tokens: false,
-        overwrite: false,
     };
     init_model(&init).unwrap();
     let teacher = dir.join("teacher");

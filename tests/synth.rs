@@ -3,6 +3,7 @@
 
 use leader::config::ConfigArgs;
 use leader::data::synth::{run, write_cohort, Flavor, SynthArgs, SynthConfig};
+use leader::io::output::FolderArgs;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -426,8 +427,7 @@ fn cli_flags_override_the_config_and_the_effective_config_is_saved() {
         flavor: Some(Flavor::Mimic4),
         patients: Some(60),
         seed: Some(9),
-        out: out.clone(),
-        overwrite: false,
+        output: FolderArgs { out: out.clone(), overwrite: false },
         config: ConfigArgs { config: None, set: vec!["patients=5".into(), "drugs.ndc_empty_share=0.5".into()] },
     };
     run(&args).unwrap();

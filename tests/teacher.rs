@@ -6,6 +6,7 @@ use leader::data::record::{Record, Visit};
 use leader::data::vocab::{CodeEntry, Vocab};
 use leader::eval::metrics::average_precision;
 use leader::eval::predictions::Prediction;
+use leader::io::output::FolderArgs;
 use leader::nn::gradcheck::{self, max_abs_diff};
 use leader::nn::rng::TensorRng;
 use leader::predict::{PredictArgs, PredictFormat};
@@ -82,12 +83,11 @@ fn data_folder(dir: &Path, n_train: usize, n_valid: usize) {
 fn tiny_model(dir: &Path, data: Option<&Path>) {
     let args = InitModelArgs {
         shape: leader::teacher::llama_config::ModelShape::Tiny,
-        out: dir.to_path_buf(),
+        output: FolderArgs { out: dir.to_path_buf(), overwrite: false },
         seed: 7,
         data: data.map(Path::to_path_buf),
         tokenizer_vocab: 400,
         name_tokens: false,
-        overwrite: false,
     };
     init_model(&args).unwrap();
 }
@@ -119,12 +119,11 @@ fn name_tokens_make_each_code_name_one_token() {
         let dir = tmp.path().join(format!("base-{name_tokens}"));
         let args = InitModelArgs {
             shape: leader::teacher::llama_config::ModelShape::Tiny,
-            out: dir.clone(),
+            output: FolderArgs { out: dir.clone(), overwrite: false },
             seed: 7,
             data: Some(data.clone()),
             tokenizer_vocab: 400,
             name_tokens,
-            overwrite: false,
         };
         init_model(&args).unwrap();
         let tokenizer = BaseModel::resolve(dir.to_str().unwrap(), None, 0).unwrap().prompt_tokenizer(64).unwrap();

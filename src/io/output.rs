@@ -507,6 +507,18 @@ pub fn sidecar_path(output_file: &Path) -> PathBuf {
     output_file.with_file_name(name)
 }
 
+/// `--out FOLDER` and `--overwrite`, for the commands that write one new folder.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FolderArgs {
+    /// Output folder: new or empty (it appears whole when complete).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
+    /// makes it refuse).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 /// Where a training command writes: a new run (`--out`, `--overwrite`) or the run it continues
 /// (`--resume`). Flattened into every training command's arguments.
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -23,13 +23,8 @@ pub struct InitModelArgs {
     /// both stored in bf16. For GPU benchmarks prefer `train-teacher --model random:7b`.
     #[arg(long, value_enum, default_value = "tiny")]
     pub shape: ModelShape,
-    /// Output folder: new or empty (it appears whole when complete).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
-    /// makes it refuse).
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: crate::io::output::FolderArgs,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// A preprocessed data folder whose train split's prompts train the tokenizer (default: a
@@ -47,7 +42,7 @@ pub struct InitModelArgs {
 
 /// Writes the model folder atomically; returns its config.
 pub fn init_model(args: &InitModelArgs) -> Result<LlamaConfig> {
-    let dir = OutputDir::create(&args.out, OutputKind::InitModel, args.overwrite)?;
+    let dir = OutputDir::create(&args.output.out, OutputKind::InitModel, args.output.overwrite)?;
     let corpus = match &args.data {
         Some(dir) => read_records(&dir.join("train.jsonl"))?.into_iter().map(|r| r.prompt).collect(),
         None => builtin_corpus(),
@@ -83,7 +78,7 @@ pub fn run(args: &InitModelArgs) -> Result<()> {
         cfg.hidden_size,
         cfg.num_hidden_layers,
         cfg.vocab_size,
-        args.out.display()
+        args.output.out.display()
     ));
     Ok(())
 }

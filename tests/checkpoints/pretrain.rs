@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device};
 use leader::config::ConfigArgs;
+use leader::io::output::FolderArgs;
 use leader::nn::gradcheck;
 use leader::nn::rng::TensorRng;
 use leader::teacher::init_model::{init_model, InitModelArgs};
@@ -94,12 +95,11 @@ fn args(model: &Path, corpus: &Path, out: &Path, sets: &[&str]) -> PretrainArgs 
 fn tiny_base(dir: &Path) {
     let args = InitModelArgs {
         shape: leader::teacher::llama_config::ModelShape::Tiny,
-        out: dir.to_path_buf(),
+        output: FolderArgs { out: dir.to_path_buf(), overwrite: false },
         seed: 7,
         data: None,
         tokenizer_vocab: 400,
         name_tokens: false,
-        overwrite: false,
     };
     init_model(&args).unwrap();
 }

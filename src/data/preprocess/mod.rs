@@ -72,13 +72,8 @@ pub struct PreprocessArgs {
     /// Minimum admissions with prescriptions per patient (overrides `min_visits`; 2 = the reference).
     #[arg(long)]
     pub min_visits: Option<usize>,
-    /// Output folder: new or empty (it appears whole when complete).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
-    /// makes it refuse).
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: crate::io::output::FolderArgs,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -127,9 +122,9 @@ impl PreprocessArgs {
 pub fn run(args: &PreprocessArgs) -> Result<()> {
     let cfg = args.effective_config()?;
     let inputs = args.inputs(&cfg)?;
-    let stats = preprocess(&cfg, &inputs, &args.out, args.overwrite)?;
+    let stats = preprocess(&cfg, &inputs, &args.output.out, args.output.overwrite)?;
     progress::say(stats.table());
-    progress::say(format!("wrote {}", args.out.display()));
+    progress::say(format!("wrote {}", args.output.out.display()));
     Ok(())
 }
 

@@ -104,7 +104,7 @@ use anyhow::{ensure, Context, Result};
 use clap::{Args, ValueEnum};
 use model::{assign_admission_ids, draw_patient, Patient};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use world::World;
 
 /// The built-in default config (`configs/synth.toml`).
@@ -227,13 +227,8 @@ pub struct SynthArgs {
     /// Random seed (overrides `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output folder: new or empty (it appears whole when complete).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Replace an earlier output of this command at --out (only leader's own files; anything else there
-    /// makes it refuse).
-    #[arg(long)]
-    pub overwrite: bool,
+    #[command(flatten)]
+    pub output: crate::io::output::FolderArgs,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -266,13 +261,13 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     flags.extend(args.patients.iter().map(|v| flag("patients", v)));
     flags.extend(args.seed.iter().map(|v| flag("seed", v)));
     let cfg: SynthConfig = crate::config::resolve(DEFAULT_CONFIG, &args.config, &flags)?;
-    let summary = write_cohort(&cfg, &args.out, args.overwrite)?;
+    let summary = write_cohort(&cfg, &args.output.out, args.output.overwrite)?;
     progress::say(format!(
         "synth: {} patients, {} admissions ({:.1}% single-visit) in {}",
         summary.patients,
         summary.admissions,
         100.0 * summary.single_visit_patients as f64 / summary.patients as f64,
-        args.out.display()
+        args.output.out.display()
     ));
     for (table, rows) in &summary.tables {
         progress::say(format!("  {table:<32} {rows:>10} rows"));
