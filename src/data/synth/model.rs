@@ -274,14 +274,45 @@ fn push_distinct(out: &mut Vec<u32>, n: u32, rng: &mut ChaCha8Rng, draw: impl Fn
 }
 
 fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: VisitContext) -> Visit {
-    let cat = &world.catalogue;
-    let primary = &cat.conditions[ctx.primary];
     let los_days =
         if ctx.newborn_visit { rng.random_range(2.0..4.0) } else { (1.5 + 0.7 * normal(rng)).exp().clamp(1.0, 60.0) };
     let discharge = ctx.admit + (los_days * MINUTES_PER_DAY as f64) as i64;
 
-    // Diagnoses: the primary condition's codes first (SEQ_NUM 1 is the principal diagnosis), then the
-    // other conditions', the patient's recurring comorbidities and Zipf noise.
+    let diagnoses = draw_diagnoses(world, cfg, rng, &ctx);
+    let procedures = draw_procedures(world, cfg, rng, &ctx);
+    let drugs = draw_drugs(world, cfg, rng, &ctx, &diagnoses);
+    let prescriptions = draw_prescriptions(world, cfg, rng, (ctx.admit, discharge), &drugs);
+
+    let admission_type = if ctx.newborn_visit {
+        NEWBORN
+    } else if chance(rng, cfg.latent.profile_signal) {
+        world.admission_preference[ctx.primary]
+    } else {
+        world.admission_marginal.sample(rng) as u16
+    };
+    let ed = (admission_type == 0 && chance(rng, 0.7))
+        .then(|| (ctx.admit - rng.random_range(60..600), ctx.admit + rng.random_range(0..90)));
+    Visit {
+        hadm_id: 0,
+        icustay_id: 0,
+        admit: ctx.admit,
+        discharge,
+        ed,
+        admission_type,
+        admission_location: world.admission_location.sample(rng) as u16,
+        discharge_location: world.discharge_location.sample(rng) as u16,
+        icd10: ctx.icd10,
+        primary: ctx.primary as u16,
+        diagnoses,
+        procedures,
+        prescriptions,
+    }
+}
+
+/// The visit's diagnoses: the primary condition's codes first (SEQ_NUM 1 is the principal
+/// diagnosis), then the other conditions', the patient's recurring comorbidities and Zipf noise.
+fn draw_diagnoses(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: &VisitContext) -> Vec<u32> {
+    let cat = &world.catalogue;
     let mut diagnoses = Vec::new();
     let cond_dx =
         |c: usize| move |rng: &mut ChaCha8Rng| cat.conditions[c].diagnoses[world.condition_diagnoses[c].sample(rng)].0;
@@ -302,8 +333,13 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
     if chance(rng, cfg.diagnoses.empty_code_share * diagnoses.len() as f64) {
         diagnoses.push(EMPTY_CODE);
     }
+    diagnoses
+}
 
-    // Procedures: a few of the primary condition's, ward procedures by rank, Zipf noise.
+/// The visit's procedures: a few of the primary condition's, ward procedures by rank, Zipf noise.
+fn draw_procedures(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: &VisitContext) -> Vec<u32> {
+    let cat = &world.catalogue;
+    let primary = &cat.conditions[ctx.primary];
     let mut procedures = Vec::new();
     if !chance(rng, cfg.procedures.none_share) {
         if !primary.procedures.is_empty() {
@@ -321,9 +357,19 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
         let extra = geometric(rng, cfg.procedures.noise_mean);
         push_distinct(&mut procedures, extra, rng, |rng| codes[noise.sample(rng)]);
     }
+    procedures
+}
 
-    // Drugs: ward drugs, the chronic regimen, acute drugs of coded diagnoses, noise; every
-    // probability scaled by the drug's age/sex leaning.
+/// The visit's drugs: ward drugs, the chronic regimen, acute drugs of coded diagnoses, noise; every
+/// probability scaled by the drug's age/sex leaning.
+fn draw_drugs(
+    world: &World,
+    cfg: &SynthConfig,
+    rng: &mut ChaCha8Rng,
+    ctx: &VisitContext,
+    diagnoses: &[u32],
+) -> Vec<u32> {
+    let cat = &world.catalogue;
     let modifier = |d: u32| world.drug_modifier[d as usize][ctx.bucket][ctx.male as usize];
     let mut drugs: Vec<u32> = Vec::new();
     let give = |d: u32, p: f64, rng: &mut ChaCha8Rng, drugs: &mut Vec<u32>| {
@@ -357,10 +403,21 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
             give(codes[noise.sample(rng)], 1.0, rng, &mut drugs);
         }
     }
-    let admit_day = ctx.admit.div_euclid(MINUTES_PER_DAY);
+    drugs
+}
+
+/// The prescription rows of `drugs` within the stay, sorted by start.
+fn draw_prescriptions(
+    world: &World,
+    cfg: &SynthConfig,
+    rng: &mut ChaCha8Rng,
+    (admit, discharge): (i64, i64),
+    drugs: &[u32],
+) -> Vec<Prescription> {
+    let admit_day = admit.div_euclid(MINUTES_PER_DAY);
     let stay_days = discharge.div_euclid(MINUTES_PER_DAY) - admit_day;
     let mut prescriptions = Vec::new();
-    for &d in &drugs {
+    for &d in drugs {
         let rows = (1 + geometric(rng, cfg.drugs.extra_rows_mean)).min(cfg.drugs.max_rows_per_drug);
         for _ in 0..rows {
             let product = world.products_of[d as usize][world.product_choice[d as usize].sample(rng)];
@@ -384,31 +441,7 @@ fn draw_visit(world: &World, cfg: &SynthConfig, rng: &mut ChaCha8Rng, ctx: Visit
         }
     }
     prescriptions.sort_by_key(|p| p.start);
-
-    let admission_type = if ctx.newborn_visit {
-        NEWBORN
-    } else if chance(rng, cfg.latent.profile_signal) {
-        world.admission_preference[ctx.primary]
-    } else {
-        world.admission_marginal.sample(rng) as u16
-    };
-    let ed = (admission_type == 0 && chance(rng, 0.7))
-        .then(|| (ctx.admit - rng.random_range(60..600), ctx.admit + rng.random_range(0..90)));
-    Visit {
-        hadm_id: 0,
-        icustay_id: 0,
-        admit: ctx.admit,
-        discharge,
-        ed,
-        admission_type,
-        admission_location: world.admission_location.sample(rng) as u16,
-        discharge_location: world.discharge_location.sample(rng) as u16,
-        icd10: ctx.icd10,
-        primary: ctx.primary as u16,
-        diagnoses,
-        procedures,
-        prescriptions,
-    }
+    prescriptions
 }
 
 /// A standard normal draw (Box–Muller).
