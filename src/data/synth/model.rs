@@ -104,15 +104,17 @@ fn draw_age(rng: &mut ChaCha8Rng) -> u32 {
     }
 }
 
-/// Draws patient number `index` (0-based) from its own stream.
-pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> Patient {
+/// The patient's latent conditions, without replacement, weighted by prevalence, age and sex (a
+/// newborn's first is the newborn condition).
+fn draw_conditions(
+    world: &World,
+    cfg: &SynthConfig,
+    rng: &mut ChaCha8Rng,
+    newborn: bool,
+    bucket: usize,
+    male: bool,
+) -> Vec<u16> {
     let cat = &world.catalogue;
-    let newborn = world.flavor == Flavor::Mimic3 && chance(rng, cfg.visits.newborn_share);
-    let male = chance(rng, if newborn { 0.52 } else { 0.56 });
-    let age = if newborn { 0 } else { draw_age(rng) };
-    let bucket = age_bucket(age);
-
-    // Latent conditions, without replacement, weighted by prevalence, age and sex.
     let mut weights: Vec<f64> = cat
         .conditions
         .iter()
@@ -133,9 +135,19 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         weights[c] = 0.0;
         conditions.push(c as u16);
     }
-    let main = conditions[0] as usize;
+    conditions
+}
 
-    // Profile: the main condition's leaning value with probability `profile_signal`, else the population.
+/// The profile: per field the main condition's leaning value with probability `profile_signal`,
+/// else a draw from the population; some left missing.
+fn draw_profile(
+    world: &World,
+    cfg: &SynthConfig,
+    rng: &mut ChaCha8Rng,
+    main: usize,
+    age: u32,
+    newborn: bool,
+) -> Vec<Option<u16>> {
     let mut profile = Vec::new();
     for (f, field) in profile_fields(world.flavor).iter().enumerate() {
         let value = if f == 0 && age >= 65 && chance(rng, 0.8) {
@@ -148,18 +160,44 @@ pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut Ch
         let missing = field.missing + if newborn && f > 0 { 0.5 } else { 0.0 };
         profile.push((!chance(rng, missing)).then_some(value));
     }
+    profile
+}
 
-    let comorbidities: Vec<u32> =
-        (0..cfg.latent.comorbidities).map(|_| world.general_diagnosis(world.comorbidity.sample(rng))).collect();
-    // The chronic regimen: fixed per patient, so it recurs across admissions.
+/// The chronic regimen: fixed per patient, so it recurs across admissions.
+fn draw_regimen(
+    world: &World,
+    cfg: &SynthConfig,
+    rng: &mut ChaCha8Rng,
+    conditions: &[u16],
+    bucket: usize,
+    male: bool,
+) -> Vec<u32> {
     let mut regimen = Vec::new();
-    for &c in &conditions {
-        for &d in &cat.conditions[c as usize].chronic {
+    for &c in conditions {
+        for &d in &world.catalogue.conditions[c as usize].chronic {
             if chance(rng, cfg.drugs.chronic_uptake * world.drug_modifier[d as usize][bucket][male as usize]) {
                 regimen.push(d);
             }
         }
     }
+    regimen
+}
+
+/// Draws patient number `index` (0-based) from its own stream.
+pub fn draw_patient(world: &World, cfg: &SynthConfig, index: usize, rng: &mut ChaCha8Rng) -> Patient {
+    let newborn = world.flavor == Flavor::Mimic3 && chance(rng, cfg.visits.newborn_share);
+    let male = chance(rng, if newborn { 0.52 } else { 0.56 });
+    let age = if newborn { 0 } else { draw_age(rng) };
+    let bucket = age_bucket(age);
+
+    let conditions = draw_conditions(world, cfg, rng, newborn, bucket, male);
+    let main = conditions[0] as usize;
+
+    let profile = draw_profile(world, cfg, rng, main, age, newborn);
+
+    let comorbidities: Vec<u32> =
+        (0..cfg.latent.comorbidities).map(|_| world.general_diagnosis(world.comorbidity.sample(rng))).collect();
+    let regimen = draw_regimen(world, cfg, rng, &conditions, bucket, male);
 
     let n_visits = if chance(rng, cfg.visits.single_visit_share) {
         1
