@@ -42,6 +42,51 @@ pub fn records(
     templates: &PromptTemplates,
     report: &mut Report,
 ) -> Result<Vec<Record>> {
+    let by_patient = visits_by_patient(tables, admissions, report)?;
+    let fields = super::profile::fields(cfg.source);
+    let mut out = Vec::with_capacity(by_patient.len());
+    for (subject, mut visits) in by_patient {
+        match cfg.visit_order {
+            VisitOrder::Admittime => visits.sort_by_key(|v| (admissions.by_hadm[&v.hadm].time, v.hadm)),
+            VisitOrder::HadmId => visits.sort_by_key(|v| v.hadm),
+        }
+        let target = visits.last().expect("a patient has a visit");
+        let patient = patients.get(&subject);
+        let mut profile: BTreeMap<String, String> = BTreeMap::new();
+        let age = patient.and_then(|p| p.age_at(admissions.by_hadm[&target.hadm].time));
+        profile.insert("age".into(), age_bucket(age, &cfg.profile.age_edges));
+        let gender = patient.and_then(|p| p.gender.clone()).unwrap_or_else(|| UNKNOWN.to_string());
+        profile.insert("gender".into(), gender);
+        for (field, value) in admissions.profile(target.row) {
+            profile.insert(field.to_string(), value);
+        }
+        let prompt = prompt(cfg, tables, templates, &visits, &fields, &profile);
+        let codes = |ids: &[u32], table: &Coded| -> Vec<String> {
+            ids.iter().map(|&i| table.codes[i as usize].clone()).collect()
+        };
+        let visits: Vec<Visit> = visits
+            .iter()
+            .map(|v| Visit {
+                hadm_id: v.hadm,
+                admittime: admissions.admittime(v.row),
+                diagnoses: codes(v.diagnoses, &tables.diagnoses),
+                procedures: codes(v.procedures, &tables.procedures),
+                medications: codes(v.medications, &tables.medications),
+            })
+            .collect();
+        let labels = visits.last().expect("a patient has a visit").medications.clone();
+        out.push(Record { subject_id: subject, visits, profile, labels, prompt });
+    }
+    Ok(out)
+}
+
+/// The admissions present in all three code tables and in ADMISSIONS, under the same subject, per
+/// patient (the funnel counts the others by reason).
+fn visits_by_patient<'a>(
+    tables: &'a CodeTables,
+    admissions: &Admissions,
+    report: &mut Report,
+) -> Result<BTreeMap<u64, Vec<VisitIds<'a>>>> {
     let (diag, proc, med) = (&tables.diagnoses.visits, &tables.procedures.visits, &tables.medications.visits);
     let mut all: Vec<u64> = diag.keys().chain(proc.keys()).chain(med.keys()).copied().collect();
     all.sort_unstable();
@@ -81,42 +126,7 @@ pub fn records(
             ("subject_id differs from the admissions table", other_subject),
         ],
     )?;
-
-    let fields = super::profile::fields(cfg.source);
-    let mut out = Vec::with_capacity(by_patient.len());
-    for (subject, mut visits) in by_patient {
-        match cfg.visit_order {
-            VisitOrder::Admittime => visits.sort_by_key(|v| (admissions.by_hadm[&v.hadm].time, v.hadm)),
-            VisitOrder::HadmId => visits.sort_by_key(|v| v.hadm),
-        }
-        let target = visits.last().expect("a patient has a visit");
-        let patient = patients.get(&subject);
-        let mut profile: BTreeMap<String, String> = BTreeMap::new();
-        let age = patient.and_then(|p| p.age_at(admissions.by_hadm[&target.hadm].time));
-        profile.insert("age".into(), age_bucket(age, &cfg.profile.age_edges));
-        let gender = patient.and_then(|p| p.gender.clone()).unwrap_or_else(|| UNKNOWN.to_string());
-        profile.insert("gender".into(), gender);
-        for (field, value) in admissions.profile(target.row) {
-            profile.insert(field.to_string(), value);
-        }
-        let prompt = prompt(cfg, tables, templates, &visits, &fields, &profile);
-        let codes = |ids: &[u32], table: &Coded| -> Vec<String> {
-            ids.iter().map(|&i| table.codes[i as usize].clone()).collect()
-        };
-        let visits: Vec<Visit> = visits
-            .iter()
-            .map(|v| Visit {
-                hadm_id: v.hadm,
-                admittime: admissions.admittime(v.row),
-                diagnoses: codes(v.diagnoses, &tables.diagnoses),
-                procedures: codes(v.procedures, &tables.procedures),
-                medications: codes(v.medications, &tables.medications),
-            })
-            .collect();
-        let labels = visits.last().expect("a patient has a visit").medications.clone();
-        out.push(Record { subject_id: subject, visits, profile, labels, prompt });
-    }
-    Ok(out)
+    Ok(by_patient)
 }
 
 /// Renders the prompt: up to `history_visits` earlier visits, then the target visit without its
