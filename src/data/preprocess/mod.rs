@@ -290,13 +290,25 @@ fn read_code_tables(
     let procedures = codes::read_icd(&procedure_table, &proc_spec, report)?;
     drop(procedure_table);
 
-    let diag_titles = icd_titles(dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, &mut report.bad)?;
-    let proc_titles = icd_titles(dir, "D_ICD_PROCEDURES", &cfg.procedures.title, &mut report.bad)?;
+    named(cfg, inputs, dir, [diagnoses, procedures, medications], &mut report.bad)
+}
+
+/// The three code tables (diagnoses, procedures, medications) with the names of their codes: ICD
+/// titles from the D_ICD_* tables, ATC names from `--atc-names`.
+fn named(
+    cfg: &PreprocessConfig,
+    inputs: &Inputs,
+    dir: &Path,
+    [diagnoses, procedures, medications]: [Coded; 3],
+    bad: &mut BadRows,
+) -> Result<assemble::CodeTables> {
+    let diag_titles = icd_titles(dir, "D_ICD_DIAGNOSES", &cfg.diagnoses.title, bad)?;
+    let proc_titles = icd_titles(dir, "D_ICD_PROCEDURES", &cfg.procedures.title, bad)?;
     let title = |titles: &FxHashMap<(String, String), String>, key: &(String, String)| {
         titles.get(key).or_else(|| titles.get(&(String::new(), key.1.clone()))).cloned()
     };
     let atc_names = match &inputs.atc_names {
-        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, &mut report.bad)?,
+        Some(p) => drugs::read_atc_names(p, cfg.medications.lowercase_names, bad)?,
         None => FxHashMap::default(),
     };
     Ok(assemble::CodeTables {
