@@ -174,87 +174,7 @@ impl Catalogue {
         let (atc_names, drugs, real_drugs) = parse_atc()?;
         let drug_index: HashMap<&str, u32> =
             drugs.iter().enumerate().map(|(i, d)| (d.atc.as_str(), i as u32)).collect();
-        let mut diagnoses: Vec<Concept> = Vec::new();
-        let mut procedures: Vec<Concept> = Vec::new();
-        let mut blocks: Vec<Condition> = Vec::new();
-        let mut background = Vec::new();
-        for (i, raw) in CONDITIONS_TEXT.lines().enumerate() {
-            let at = || format!("conditions.txt:{}", i + 1);
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (kind, rest) = line.split_once(' ').with_context(|| format!("{}: expected `kind value`", at()))?;
-            if kind == "@" {
-                let f: Vec<&str> = rest.split('|').map(str::trim).collect();
-                ensure!(f.len() == 4, "{}: expected `@ label | weight | age | sex`", at());
-                blocks.push(Condition {
-                    label: f[0].to_string(),
-                    weight: f[1].parse().with_context(|| format!("{}: weight {:?}", at(), f[1]))?,
-                    age: parse_age(f[2]).with_context(|| format!("{}: age {:?}", at(), f[2]))?,
-                    sex: parse_sex(f[3]).with_context(|| format!("{}: sex {:?}", at(), f[3]))?,
-                    diagnoses: vec![],
-                    procedures: vec![],
-                    chronic: vec![],
-                    acute: vec![],
-                    real_diagnoses: 0,
-                });
-                continue;
-            }
-            let block = blocks.last_mut().with_context(|| format!("{}: codes before the first `@` block", at()))?;
-            match kind {
-                "dx" | "px" => {
-                    let list = if kind == "dx" { &mut diagnoses } else { &mut procedures };
-                    let f: Vec<&str> = rest.split('|').map(str::trim).collect();
-                    let index = match f.len() {
-                        1 => list
-                            .iter()
-                            .position(|c| c.icd9 == f[0])
-                            .with_context(|| format!("{}: {} not defined earlier", at(), f[0]))?,
-                        4 => {
-                            ensure!(
-                                !list.iter().any(|c| c.icd9 == f[0] || c.icd10 == f[3]),
-                                "{}: {} defined twice",
-                                at(),
-                                f[0]
-                            );
-                            ensure!(
-                                f[1].len() <= SHORT_TITLE_LEN,
-                                "{}: short title over {SHORT_TITLE_LEN} characters",
-                                at()
-                            );
-                            list.push(Concept {
-                                icd9: f[0].into(),
-                                short_title: f[1].into(),
-                                long_title: f[2].into(),
-                                icd10: f[3].into(),
-                                titled: true,
-                            });
-                            list.len() - 1
-                        }
-                        _ => bail!("{}: expected `{kind} CODE` or `{kind} ICD9 | short | long | ICD10`", at()),
-                    } as u32;
-                    let codes = if kind == "dx" { &mut block.diagnoses } else { &mut block.procedures };
-                    codes.push((index, 1.0 / (codes.len() + 1) as f64));
-                    block.real_diagnoses = block.diagnoses.len();
-                }
-                "chronic" | "acute" => {
-                    let ids = rest
-                        .split_whitespace()
-                        .map(|a| drug_index.get(a).copied().with_context(|| format!("{}: unknown ATC {a}", at())))
-                        .collect::<Result<Vec<u32>>>()?;
-                    if kind == "chronic" { &mut block.chronic } else { &mut block.acute }.extend(ids);
-                }
-                "bg" => {
-                    let (atc, rate) =
-                        rest.split_once(' ').with_context(|| format!("{}: expected `bg ATC rate`", at()))?;
-                    let id = *drug_index.get(atc.trim()).with_context(|| format!("{}: unknown ATC {atc}", at()))?;
-                    background
-                        .push((id, rate.trim().parse::<f64>().with_context(|| format!("{}: rate {rate:?}", at()))?));
-                }
-                _ => bail!("{}: unknown line kind {kind:?}", at()),
-            }
-        }
+        let Conditions { mut diagnoses, mut procedures, mut blocks, background } = parse_conditions(&drug_index)?;
         ensure!(blocks.len() > 1 && blocks[0].label == "general", "conditions.txt: the first block must be `general`");
         if let Some(empty) = blocks.iter().find(|b| b.diagnoses.is_empty()) {
             bail!("conditions.txt: block {:?} has no diagnoses", empty.label);
@@ -282,6 +202,100 @@ impl Catalogue {
             real_drugs,
         })
     }
+}
+
+/// What `conditions.txt` defines: the real ICD concepts, the condition blocks (the first is
+/// `general`) and the background drug rates.
+struct Conditions {
+    diagnoses: Vec<Concept>,
+    procedures: Vec<Concept>,
+    blocks: Vec<Condition>,
+    background: Vec<(u32, f64)>,
+}
+
+/// Parses `conditions.txt`; an error names its line and what was expected.
+fn parse_conditions(drug_index: &HashMap<&str, u32>) -> Result<Conditions> {
+    let mut diagnoses: Vec<Concept> = Vec::new();
+    let mut procedures: Vec<Concept> = Vec::new();
+    let mut blocks: Vec<Condition> = Vec::new();
+    let mut background = Vec::new();
+    for (i, raw) in CONDITIONS_TEXT.lines().enumerate() {
+        let at = || format!("conditions.txt:{}", i + 1);
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (kind, rest) = line.split_once(' ').with_context(|| format!("{}: expected `kind value`", at()))?;
+        if kind == "@" {
+            let f: Vec<&str> = rest.split('|').map(str::trim).collect();
+            ensure!(f.len() == 4, "{}: expected `@ label | weight | age | sex`", at());
+            blocks.push(Condition {
+                label: f[0].to_string(),
+                weight: f[1].parse().with_context(|| format!("{}: weight {:?}", at(), f[1]))?,
+                age: parse_age(f[2]).with_context(|| format!("{}: age {:?}", at(), f[2]))?,
+                sex: parse_sex(f[3]).with_context(|| format!("{}: sex {:?}", at(), f[3]))?,
+                diagnoses: vec![],
+                procedures: vec![],
+                chronic: vec![],
+                acute: vec![],
+                real_diagnoses: 0,
+            });
+            continue;
+        }
+        let block = blocks.last_mut().with_context(|| format!("{}: codes before the first `@` block", at()))?;
+        match kind {
+            "dx" | "px" => {
+                let (list, codes) = if kind == "dx" {
+                    (&mut diagnoses, &mut block.diagnoses)
+                } else {
+                    (&mut procedures, &mut block.procedures)
+                };
+                let index = code_line(list, kind, rest, &at)?;
+                codes.push((index, 1.0 / (codes.len() + 1) as f64));
+                block.real_diagnoses = block.diagnoses.len();
+            }
+            "chronic" | "acute" => {
+                let ids = rest
+                    .split_whitespace()
+                    .map(|a| drug_index.get(a).copied().with_context(|| format!("{}: unknown ATC {a}", at())))
+                    .collect::<Result<Vec<u32>>>()?;
+                if kind == "chronic" { &mut block.chronic } else { &mut block.acute }.extend(ids);
+            }
+            "bg" => {
+                let (atc, rate) = rest.split_once(' ').with_context(|| format!("{}: expected `bg ATC rate`", at()))?;
+                let id = *drug_index.get(atc.trim()).with_context(|| format!("{}: unknown ATC {atc}", at()))?;
+                background.push((id, rate.trim().parse::<f64>().with_context(|| format!("{}: rate {rate:?}", at()))?));
+            }
+            _ => bail!("{}: unknown line kind {kind:?}", at()),
+        }
+    }
+    Ok(Conditions { diagnoses, procedures, blocks, background })
+}
+
+/// A `dx`/`px` line: a code defined earlier (`CODE`) or a new one (`ICD9 | short | long | ICD10`),
+/// appended to `list`; returns its index there.
+fn code_line(list: &mut Vec<Concept>, kind: &str, rest: &str, at: &dyn Fn() -> String) -> Result<u32> {
+    let f: Vec<&str> = rest.split('|').map(str::trim).collect();
+    let index = match f.len() {
+        1 => list
+            .iter()
+            .position(|c| c.icd9 == f[0])
+            .with_context(|| format!("{}: {} not defined earlier", at(), f[0]))?,
+        4 => {
+            ensure!(!list.iter().any(|c| c.icd9 == f[0] || c.icd10 == f[3]), "{}: {} defined twice", at(), f[0]);
+            ensure!(f[1].len() <= SHORT_TITLE_LEN, "{}: short title over {SHORT_TITLE_LEN} characters", at());
+            list.push(Concept {
+                icd9: f[0].into(),
+                short_title: f[1].into(),
+                long_title: f[2].into(),
+                icd10: f[3].into(),
+                titled: true,
+            });
+            list.len() - 1
+        }
+        _ => bail!("{}: expected `{kind} CODE` or `{kind} ICD9 | short | long | ICD10`", at()),
+    } as u32;
+    Ok(index)
 }
 
 /// Appends each real code's generated siblings after the real codes, sharing its weight.
