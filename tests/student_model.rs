@@ -248,8 +248,7 @@ fn sharded_step_equals_the_full_batch_gradient() {
     let vars = params.named_vars();
     let hidden: Vec<f64> = (0..21).map(|i| ((i * 5 % 13) as f64 - 6.0) / 6.0).collect();
     let rows = encoded.iter().enumerate().map(|(i, r)| (r.subject_id, i)).collect();
-    let teacher =
-        KdTarget::Cache { hidden: Tensor::from_vec(hidden, (7, 3), &Device::Cpu).unwrap(), rows, scale: None };
+    let teacher = KdTarget::Cache { hidden: Tensor::from_vec(hidden, (7, 3), &Device::Cpu).unwrap(), rows };
     for exclude_positive in [false, true] {
         let loss = LossConfig { alpha: 0.7, beta: 0.5, temperature: 0.8, exclude_positive, standardise_teacher: false };
         // The full batch in one graph.

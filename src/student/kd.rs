@@ -25,18 +25,10 @@ pub const STATISTICS_BATCH: usize = 8;
 pub enum KdTarget {
     /// No teacher: α is ignored (the "w/o KD" ablation).
     None,
-    /// Cached last-token hidden states, one row per training record.
-    Cache { hidden: Tensor, rows: HashMap<u64, usize>, scale: Option<Standardise> },
+    /// Cached last-token hidden states (standardised already where asked), one row per training record.
+    Cache { hidden: Tensor, rows: HashMap<u64, usize> },
     /// The frozen teacher and the train split's prompts by subject.
     Online { teacher: Box<Teacher>, prompts: HashMap<u64, String>, scale: Option<Standardise> },
-}
-
-/// Applies `scale` when there is one.
-fn scaled(x: Tensor, scale: &Option<Standardise>) -> Result<Tensor> {
-    match scale {
-        Some(s) => s.apply(&x),
-        None => Ok(x),
-    }
 }
 
 impl KdTarget {
@@ -71,11 +63,12 @@ impl KdTarget {
             cache.subject_ids.len(),
             train_subjects.len()
         );
-        let scale = match standardise {
-            true => Some(Standardise::measure(std::iter::once(Ok(cache.hidden.clone())))?),
-            false => None,
+        // Standardised once here rather than per batch: the same values (the operation is per element).
+        let hidden = match standardise {
+            true => Standardise::measure(std::iter::once(Ok(cache.hidden.clone())))?.apply(&cache.hidden)?,
+            false => cache.hidden,
         };
-        Ok(Self::Cache { hidden: cache.hidden, rows, scale })
+        Ok(Self::Cache { hidden, rows })
     }
 
     /// Loads the teacher run onto `device` and the prompts of `data_dir`'s train split. The teacher
@@ -124,7 +117,7 @@ impl KdTarget {
     pub fn targets(&self, subject_ids: &[u64], dtype: DType, device: &Device) -> Result<Option<Tensor>> {
         match self {
             Self::None => Ok(None),
-            Self::Cache { hidden, rows, scale } => {
+            Self::Cache { hidden, rows } => {
                 let index = subject_ids
                     .iter()
                     .map(|s| {
@@ -134,8 +127,7 @@ impl KdTarget {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let index = Tensor::new(index.as_slice(), &Device::Cpu)?;
-                let x = scaled(hidden.index_select(&index, 0)?, scale)?;
-                Ok(Some(x.to_dtype(dtype)?.to_device(device)?))
+                Ok(Some(hidden.index_select(&index, 0)?.to_dtype(dtype)?.to_device(device)?))
             }
             Self::Online { teacher, prompts, scale } => {
                 let batch = subject_ids
@@ -147,7 +139,11 @@ impl KdTarget {
                             .ok_or_else(|| anyhow::anyhow!("a training record has no prompt"))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let x = scaled(teacher.pooled_hidden(&batch)?, scale)?;
+                let pooled = teacher.pooled_hidden(&batch)?;
+                let x = match scale {
+                    Some(s) => s.apply(&pooled)?,
+                    None => pooled,
+                };
                 Ok(Some(x.to_device(device)?.to_dtype(dtype)?))
             }
         }
