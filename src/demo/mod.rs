@@ -163,6 +163,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         seed: args.seed.to_string(),
         raw: out.join("raw"),
         data: out.join("data"),
+        pretrain: out.join("pretrain"),
         cache: out.join("teacher-cache.safetensors"),
         out,
     };
@@ -195,6 +196,8 @@ struct Demo<'a> {
     out: PathBuf,
     raw: PathBuf,
     data: PathBuf,
+    /// The pretraining run, whose `best/` is the teacher's base.
+    pretrain: PathBuf,
     /// The teacher's hidden states of the train split, which the students distill.
     cache: PathBuf,
 }
@@ -249,7 +252,7 @@ impl Demo<'_> {
         // held-out loss is lowest near step 500 (the corpus is small and repetitive), and a base taken
         // there at a still-high rate made the better teacher (valid PRAUC 0.619 against 0.601 for a
         // 500-step schedule decayed to zero; the distilled student 0.696 against 0.678).
-        let pretrain = out.join("pretrain");
+        let pretrain = &self.pretrain;
         self.p.stage(
             PRETRAIN_STAGE,
             "pretrain",
@@ -259,7 +262,7 @@ impl Demo<'_> {
                 "--corpus",
                 &s(&raw.join("knowledge")),
                 "--out",
-                &s(&pretrain),
+                &s(pretrain),
                 "--max-steps",
                 &(3 * args.pretrain_steps).to_string(),
                 "--stop-after-steps",
@@ -286,7 +289,7 @@ impl Demo<'_> {
     /// The teacher trained from the pretrained base, and its hidden states of the train split.
     fn teacher(&mut self) -> Result<()> {
         let (out, data_dir, seed, args, cache) = (&self.out, &self.data, &self.seed, self.args, &self.cache);
-        let pretrain = out.join("pretrain");
+        let pretrain = &self.pretrain;
         let teacher_run = out.join("teacher");
         self.p.stage(
             TEACHER_STAGE,
